@@ -1,0 +1,366 @@
+"""Experiment configuration: small dataclasses validated at construction.
+
+Every numeric field carries its allowed range in ``dataclasses.field`` metadata
+(``min``, ``max``, ``choices``, ``help``, ``op``). The same schema drives
+validation here, ``--set`` parsing in the CLI and the controls the dashboard
+generates, so a range is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+       choices: tuple | None = None, op: str | None = None) -> Any:
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "op": op}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _nested(factory: Any, help: str) -> Any:
+    return field(default_factory=factory, metadata={"help": help})
+
+
+def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
+    name = f"{owner}.{f.name}"
+    meta = f.metadata
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not allowed; choose one of {list(choices)}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi = meta.get("min"), meta.get("max")
+    if value != value:  # NaN compares false with everything
+        raise ConfigError(f"{name} = nan is not a number; allowed range is [{lo}, {hi}].")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "-inf" if lo is None else lo
+        hi_s = "inf" if hi is None else hi
+        raise ConfigError(f"{name} = {value!r} is out of range; allowed range is [{lo_s}, {hi_s}].")
+
+
+class _Validated:
+    """Mixin: range-check every field after construction, then run ``_check``."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            value = _coerce(f"{type(self).__name__}.{f.name}", hints[f.name], value)
+            object.__setattr__(self, f.name, value)
+            _check_field(type(self).__name__, f, value)
+        self._check()
+
+    def _check(self) -> None:  # cross-field rules, overridden where needed
+        pass
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """Turn JSON/CLI values into the annotated type, or raise a ConfigError naming the field."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(name, non_none[0], value)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return from_dict(hint, value, prefix=name)
+        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {value!r}.")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name} must be true or false, got {value!r}.")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}.")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a whole number, got {value!r}.")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a number, got {value!r}.")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be text, got {value!r}.")
+    return value
+
+
+# --------------------------------------------------------------------------- data
+DATASETS = ("digits", "fashion-mnist", "cifar10", "stl10", "folder")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Validated):
+    name: str = _f("digits", "Data set to use.", choices=DATASETS)
+    root: str = _f("data", "Where data sets are stored or downloaded to.")
+    folder: str | None = _f(None, "Image folder for name='folder' (class subfolders optional).")
+    folder_image_size: int = _f(96, "Folder images are centre-cropped square and resized to this side.",
+                                min=8, max=1024)
+    download: bool = _f(True, "Download torchvision data sets when they are not on disk.")
+    test_fraction: float = _f(0.2, "Held-out share for sets without a test split.", min=0.05, max=0.9)
+    label_fraction: float = _f(1.0, "Share of training labels kept (stratified).", min=0.001, max=1.0)
+    max_train_images: int | None = _f(None, "Cap on training images (None: all).", min=1)
+    max_test_images: int | None = _f(None, "Cap on test images (None: all).", min=1)
+    max_unlabeled_images: int | None = _f(None, "Cap on extra unlabeled images (STL10).", min=0)
+    split_seed: int = _f(0, "Seed of the train/test split and label subset.", min=0)
+
+    def _check(self) -> None:
+        if self.name == "folder" and not self.folder:
+            raise ConfigError("data.folder is empty; set data.folder=<path to an image folder> "
+                              "when data.name is 'folder'.")
+
+
+# --------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class ViewAugmentConfig(_Validated):
+    """One view's random augmentations, in the order they are applied (BYOL paper, Table 6)."""
+
+    crop_scale_min: float = _f(0.08, "Smallest crop area, as a share of the image.", min=0.01, max=1.0, op="crop")
+    crop_scale_max: float = _f(1.0, "Largest crop area, as a share of the image.", min=0.01, max=1.0, op="crop")
+    crop_ratio_min: float = _f(3 / 4, "Smallest crop aspect ratio (w/h).", min=0.1, max=10.0, op="crop")
+    crop_ratio_max: float = _f(4 / 3, "Largest crop aspect ratio (w/h).", min=0.1, max=10.0, op="crop")
+    flip_p: float = _f(0.5, "Probability of a horizontal flip.", min=0.0, max=1.0, op="flip")
+    jitter_p: float = _f(0.8, "Probability of colour jitter.", min=0.0, max=1.0, op="jitter")
+    brightness: float = _f(0.4, "Brightness jitter strength.", min=0.0, max=1.0, op="jitter")
+    contrast: float = _f(0.4, "Contrast jitter strength.", min=0.0, max=1.0, op="jitter")
+    saturation: float = _f(0.2, "Saturation jitter strength.", min=0.0, max=1.0, op="jitter")
+    hue: float = _f(0.1, "Hue jitter strength.", min=0.0, max=0.5, op="jitter")
+    grayscale_p: float = _f(0.2, "Probability of converting to grayscale.", min=0.0, max=1.0, op="grayscale")
+    blur_p: float = _f(1.0, "Probability of Gaussian blur.", min=0.0, max=1.0, op="blur")
+    # The paper's sigmas are for 224 px views with a 23 px kernel; they scale with image_size.
+    blur_sigma_min: float = _f(0.1, "Smallest blur sigma, in pixels at 224 px.", min=0.01, max=10.0, op="blur")
+    blur_sigma_max: float = _f(2.0, "Largest blur sigma, in pixels at 224 px.", min=0.01, max=10.0, op="blur")
+    solarize_p: float = _f(0.0, "Probability of solarization.", min=0.0, max=1.0, op="solarize")
+    solarize_threshold: float = _f(0.5, "Pixels above this (0..1) are inverted.", min=0.0, max=1.0, op="solarize")
+
+    def _check(self) -> None:
+        for lo, hi in (("crop_scale_min", "crop_scale_max"), ("crop_ratio_min", "crop_ratio_max"),
+                       ("blur_sigma_min", "blur_sigma_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ConfigError(f"ViewAugmentConfig.{lo} = {getattr(self, lo)} is larger than "
+                                  f"{hi} = {getattr(self, hi)}; make {lo} <= {hi}.")
+
+
+AUGMENT_BACKENDS = ("kornia", "fast")
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Validated):
+    image_size: int = _f(32, "Side of the square views fed to the network, in pixels.", min=8, max=512)
+    backend: str = _f("kornia", "Augmentation implementation used for training.", choices=AUGMENT_BACKENDS)
+    view1: ViewAugmentConfig = _nested(lambda: ViewAugmentConfig(blur_p=1.0, solarize_p=0.0),
+                                       "First view: always blurred, never solarized.")
+    view2: ViewAugmentConfig = _nested(lambda: ViewAugmentConfig(blur_p=0.1, solarize_p=0.2),
+                                       "Second view: rarely blurred, sometimes solarized.")
+
+
+# --------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class ModelConfig(_Validated):
+    backbone: str = _f("resnet18", "torchvision model name, or 'small-cnn' (a built-in 4-layer convnet).")
+    small_stem: bool = _f(True, "3x3 stride-1 first conv and no max-pool, for 28-64 px images (ResNets).")
+    hidden_layer: str | None = _f(None, "Name of the module whose output is the representation "
+                                        "(for any nn.Module; None: the backbone's pooled features).")
+    width: int = _f(32, "Channel width of the 'small-cnn' backbone.", min=4, max=512)
+    projector_hidden: int = _f(4096, "Hidden width of the projector MLP.", min=8, max=16384)
+    projector_out: int = _f(256, "Output width of projector and predictor.", min=8, max=4096)
+    predictor_hidden: int = _f(4096, "Hidden width of the predictor MLP.", min=8, max=16384)
+
+
+# --------------------------------------------------------------------------- optimisation
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Validated):
+    optimizer: str = _f("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = _f(1e-4, "Peak learning rate.", min=1e-7, max=10.0)
+    weight_decay: float = _f(0.0, "Weight decay.", min=0.0, max=1.0)
+    momentum: float = _f(0.9, "Momentum (sgd, lars).", min=0.0, max=0.999)
+    warmup_epochs: float = _f(0.0, "Linear warm-up length, in epochs.", min=0.0, max=1000.0)
+    schedule: str = _f("cosine", "Learning-rate decay after warm-up.", choices=("cosine", "constant"))
+    batch_size: int = _f(256, "Images per step.", min=2, max=65536)
+    epochs: float = _f(10.0, "Training length, in epochs (fractions allowed).", min=0.01, max=10000.0)
+
+
+@dataclass(frozen=True)
+class BYOLConfig(_Validated):
+    tau_base: float = _f(0.99, "EMA decay of the target at the start; rises to 1 on a cosine schedule.",
+                         min=0.0, max=1.0)
+    optim: OptimConfig = _nested(lambda: OptimConfig(lr=1e-4, epochs=50), "BYOL pretraining optimisation.")
+    knn_every_epochs: int = _f(0, "Run a kNN check on the test set every N epochs (0: never).", min=0)
+
+
+SUPERVISED_MODES = ("scratch", "finetune", "linear")
+
+
+@dataclass(frozen=True)
+class SupervisedConfig(_Validated):
+    optim: OptimConfig = _nested(lambda: OptimConfig(lr=1e-4, epochs=25), "Supervised optimisation.")
+    linear_optim: OptimConfig = _nested(lambda: OptimConfig(lr=1e-2, epochs=100, batch_size=1024),
+                                        "Linear-probe optimisation (on frozen features).")
+    crop_scale_min: float = _f(0.5, "Smallest crop area of the light supervised augmentation.", min=0.01, max=1.0)
+    flip_p: float = _f(0.5, "Flip probability of the supervised augmentation.", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Validated):
+    knn_k: int = _f(20, "Neighbours used by the weighted kNN classifier.", min=1, max=1000)
+    knn_temperature: float = _f(0.07, "Temperature of the kNN similarity weights.", min=1e-3, max=10.0)
+    batch_size: int = _f(512, "Images per batch when embedding.", min=1, max=65536)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(_Validated):
+    device: str = _f("auto", "'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    precision: str = _f("auto", "'auto' (bf16 autocast on CUDA, fp32 elsewhere), 'bf16' or 'fp32'.",
+                        choices=("auto", "bf16", "fp32"))
+    channels_last: bool = _f(True, "Use channels_last memory format on CUDA.")
+    compile: bool = _f(False, "torch.compile the networks.")
+    log_every: int = _f(10, "Read metrics from the device every N steps.", min=1)
+    checkpoint_every_epochs: int = _f(1, "Save a checkpoint every N epochs.", min=1)
+    num_threads: int | None = _f(None, "CPU threads for torch (None: torch's default).", min=1)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(_Validated):
+    name: str = _f("byol", "Name shown for the run.")
+    seed: int = _f(0, "Random seed of training.", min=0)
+    data: DataConfig = _nested(DataConfig, "Data set and splits.")
+    augment: AugmentConfig = _nested(AugmentConfig, "BYOL's two views.")
+    model: ModelConfig = _nested(ModelConfig, "Backbone, projector and predictor.")
+    byol: BYOLConfig = _nested(BYOLConfig, "BYOL pretraining.")
+    supervised: SupervisedConfig = _nested(SupervisedConfig, "Supervised training and probes.")
+    eval: EvalConfig = _nested(EvalConfig, "Evaluation.")
+    runtime: RuntimeConfig = _nested(RuntimeConfig, "Device and precision.")
+
+
+# --------------------------------------------------------------------------- helpers
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain JSON-able data."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str | None = None) -> Any:
+    """Build ``cls`` from plain data, rejecting unknown keys by name."""
+    prefix = prefix or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix} must be an object, got {data!r}.")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix} has no field {unknown[0]!r}; known fields: {sorted(names)}.")
+    return cls(**data)
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def from_json(text: str, cls: type = ExperimentConfig) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config is not valid JSON: {exc}") from exc
+    return from_dict(cls, data)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(to_json(cfg) + "\n")
+
+
+def load_config(path: str | Path, cls: type = ExperimentConfig) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist.")
+    return from_json(p.read_text(), cls)
+
+
+def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of ``cfg`` with dotted keys replaced, e.g. ``{"byol.optim.lr": 3e-4}``.
+
+    Values may be strings (from the command line); they are parsed as JSON when
+    possible and then coerced to the field's type, so the range checks apply.
+    """
+    data = to_dict(cfg)
+    for key, raw in overrides.items():
+        value = _parse_value(raw)
+        node = data
+        parts = key.split(".")
+        path = []
+        for part in parts[:-1]:
+            path.append(part)
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown config key {key!r}: {'.'.join(path)!r} is not a section.")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(node)}.")
+        node[parts[-1]] = value
+        try:
+            from_dict(type(cfg), data)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key}={raw}: {exc}") from exc
+    return from_dict(type(cfg), data)
+
+
+def _parse_value(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_set_args(items: list[str]) -> dict[str, str]:
+    """Turn ``["a.b=1", "c=x"]`` into a dict, with a clear error for a missing '='."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} needs the form key=value, e.g. byol.optim.lr=3e-4.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def field_schema(cls: type) -> list[dict[str, Any]]:
+    """Name, type, default and range of each field: what a UI needs to draw a control."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append({"name": f.name, "type": hints[f.name], "default": default, **f.metadata})
+    return rows
