@@ -1,0 +1,181 @@
+"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | resume | runs | config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import runner
+from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
+from .data import DataError
+from .experiment import run_experiment
+from .presets import PRESETS, get_preset
+from .runs import RunStore
+from .training import Callback, TrainingError
+
+USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
+
+
+class ProgressBars:
+    """tqdm bars driven by metric events: one bar per stage, updated in steps."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        kind = event.get("kind")
+        if kind == "start":
+            self.close()
+            self.bar = tqdm(total=event["total_steps"], initial=event["step"], desc=event.get("stage", ""),
+                            unit="step", dynamic_ncols=True)
+        elif self.bar is not None and kind in ("step", "epoch"):
+            self.bar.update(event["step"] - self.bar.n)
+            post = {k: f"{event[k]:.4g}" for k in ("loss", "tau", "img_per_s", "knn_accuracy", "test_accuracy")
+                    if k in event}
+            if post:
+                self.bar.set_postfix(post, refresh=False)
+            if event["step"] >= event.get("total_steps", float("inf")):
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def build_config(args: argparse.Namespace) -> ExperimentConfig:
+    cfg = load_config(args.config) if args.config else get_preset(args.preset)
+    return with_overrides(cfg, parse_set_args(args.set or []))
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="byol-paper", choices=sorted(PRESETS),
+                   help="hyperparameter preset to start from (default: byol-paper)")
+    p.add_argument("--config", help="a config.json to start from instead of a preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field, e.g. --set byol.optim.lr=3e-4 (repeatable)")
+    p.add_argument("--runs-dir", default="runs", help="where run folders are written (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m byol_core", description="BYOL Lab: self-supervised "
+                                     "pretraining with BYOL, and the experiments that show it helps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="BYOL pretraining on unlabeled images")
+    _add_config_args(p)
+    p = sub.add_parser("supervised", help="supervised training: from scratch, fine-tune or linear probe")
+    _add_config_args(p)
+    p.add_argument("--mode", choices=("scratch", "finetune", "linear"), default="scratch")
+    p.add_argument("--from", dest="from_run", help="BYOL run whose encoder to start from (finetune, linear)")
+    p = sub.add_parser("evaluate", help="kNN accuracy of an encoder (a run's, or a random init)")
+    _add_config_args(p)
+    p.add_argument("--from", dest="from_run", help="run whose encoder to evaluate (default: random init)")
+    p = sub.add_parser("experiment", help="the whole comparison: supervised vs BYOL fine-tuned, probe, kNN")
+    _add_config_args(p)
+    p.add_argument("--json", help="also write the table as JSON to this path")
+    p = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
+    p.add_argument("run_id")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("runs", help="list runs and their state")
+    p.add_argument("--runs-dir", default="runs")
+    p = sub.add_parser("config", help="print the resolved config as JSON")
+    _add_config_args(p)
+    return parser
+
+
+def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
+    """Run ``work`` in a thread so Ctrl-C stops it cleanly (checkpoint saved, run marked 'stopped')."""
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work(stop)
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="byol-cli-worker", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping: saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        stop.set()
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _print_results(store: RunStore, run_id: str) -> None:
+    run = store.get(run_id)
+    status = run.read_status()
+    print(json.dumps({"run": run_id, "state": status.get("state"), "path": str(run.path),
+                      **status.get("results", {})}, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    store = RunStore(args.runs_dir) if hasattr(args, "runs_dir") else None
+    if args.command == "runs":
+        for run in store.list():
+            status = run.read_status()
+            res = status.get("results", {})
+            acc = res.get("test_accuracy", res.get("knn_accuracy"))
+            acc_s = "" if acc is None else f"  acc={100 * acc:.2f}%"
+            print(f"{run.id:<56} {status.get('state', '?'):<12}{acc_s}")
+        return 0
+    bars = ProgressBars(enabled=not args.no_progress) if hasattr(args, "no_progress") else None
+    callbacks: list[Callback] = [bars] if bars else []
+    if args.command == "resume":
+        run = _in_worker(lambda stop: runner.resume(store, args.run_id, callbacks=callbacks, stop_event=stop))
+        _print_results(store, run.id)
+        return 0
+    cfg = build_config(args)
+    if args.command == "config":
+        print(to_json(cfg))
+        return 0
+    if args.command == "pretrain":
+        run = _in_worker(lambda stop: runner.pretrain(cfg, store, callbacks=callbacks, stop_event=stop))
+    elif args.command == "supervised":
+        run = _in_worker(lambda stop: runner.supervised(cfg, store, args.mode, from_run=args.from_run,
+                                                        callbacks=callbacks, stop_event=stop))
+    elif args.command == "evaluate":
+        run = runner.evaluate(cfg, store, from_run=args.from_run)
+    elif args.command == "experiment":
+        def work(stop: threading.Event):
+            return run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks, stop_event=stop,
+                                  json_path=args.json, progress=lambda m: print(f"== {m}", file=sys.stderr))
+        result = _in_worker(work)
+        bars.close() if bars else None
+        print(result.table())
+        if args.json:
+            print(f"wrote {Path(args.json)}")
+        return 0
+    else:  # pragma: no cover - argparse rejects other commands
+        raise AssertionError(args.command)
+    if bars:
+        bars.close()
+    _print_results(store, run.id)
+    return 0

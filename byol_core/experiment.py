@@ -1,0 +1,134 @@
+"""The seed experiment: supervised from scratch vs BYOL-pretrained, on the same split.
+
+Rows: supervised from scratch, BYOL fine-tuned, BYOL linear probe, BYOL kNN,
+random-init kNN and raw-pixel kNN, all scored on the same test set with the
+same labelled training subset.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ExperimentConfig
+from .data import load_data
+from .evaluation import knn_accuracy, pixel_features
+from .runner import evaluate, pretrain, run_results, supervised
+from .runs import RunStore
+from .training import Callback
+
+CallbackFactory = Callable[[str], Sequence[Callback]]
+
+
+@dataclass
+class ExperimentRow:
+    method: str
+    accuracy: float | None
+    run_id: str | None
+    seconds: float
+
+
+@dataclass
+class ExperimentResult:
+    run_id: str
+    dataset: str
+    label_fraction: float
+    labelled_images: int
+    test_images: int
+    rows: list[ExperimentRow] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    config_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """A plain-text table of the accuracies, best first."""
+        lines = [f"{'method':<26} {'test accuracy':>13} {'seconds':>8}  run",
+                 f"{'-' * 26} {'-' * 13} {'-' * 8}  {'-' * 20}"]
+        for r in sorted(self.rows, key=lambda r: -(r.accuracy or 0.0)):
+            acc = "-" if r.accuracy is None else f"{100 * r.accuracy:12.2f}%"
+            lines.append(f"{r.method:<26} {acc:>13} {r.seconds:8.1f}  {r.run_id or ''}")
+        lines.append(f"data set {self.dataset}, {self.labelled_images} labelled training images "
+                     f"({100 * self.label_fraction:g}% of labels), {self.test_images} test images; "
+                     f"wall time {self.wall_seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks_for: CallbackFactory | None = None,
+                   stop_event: threading.Event | None = None, json_path: str | Path | None = None,
+                   progress: Callable[[str], None] | None = None) -> ExperimentResult:
+    """Run every stage in turn and return (and store) the accuracy table."""
+    t_start = time.perf_counter()
+    callbacks_for = callbacks_for or (lambda _stage: ())
+    say = progress or (lambda _msg: None)
+    exp_run = store.create("experiment", cfg)
+    exp_run.set_status("running", started=time.time())
+    say("loading data")
+    splits = load_data(cfg.data)
+    result = ExperimentResult(run_id=exp_run.id, dataset=splits.name, label_fraction=cfg.data.label_fraction,
+                              labelled_images=len(splits.labelled_train), test_images=len(splits.test),
+                              config_name=cfg.name)
+
+    def timed(method: str, fn: Callable[[], tuple[float | None, str | None]]) -> None:
+        if stop_event is not None and stop_event.is_set():
+            return
+        say(method)
+        t0 = time.perf_counter()
+        accuracy, run_id = fn()
+        row = ExperimentRow(method, accuracy, run_id, time.perf_counter() - t0)
+        result.rows.append(row)
+        exp_run.log({"kind": "row", **asdict(row)})
+
+    try:
+        byol_runs = []
+
+        def byol_knn():  # its time is BYOL pretraining's
+            run = pretrain(cfg, store, splits=splits, callbacks=callbacks_for("byol"), stop_event=stop_event)
+            byol_runs.append(run)
+            return run_results(run).get("knn_accuracy"), run.id
+
+        timed("BYOL kNN", byol_knn)
+        if not byol_runs:
+            raise RuntimeError("stopped before BYOL pretraining started")
+        byol_run = byol_runs[0]
+
+        def train(mode: str, from_run: str | None):
+            run = supervised(cfg, store, mode, from_run=from_run, splits=splits,
+                             callbacks=callbacks_for(mode), stop_event=stop_event)
+            return run_results(run).get("test_accuracy"), run.id
+
+        timed("BYOL linear probe", lambda: train("linear", byol_run.id))
+        timed("BYOL fine-tuned", lambda: train("finetune", byol_run.id))
+        timed("supervised from scratch", lambda: train("scratch", None))
+
+        def random_knn():
+            run = evaluate(cfg, store, splits=splits)
+            return run_results(run).get("knn_accuracy"), run.id
+
+        timed("random-init kNN", random_knn)
+
+        def pixel_knn():
+            size = cfg.augment.image_size
+            train_x = pixel_features(splits.labelled_train.images, size, splits.mean, splits.std)
+            test_x = pixel_features(splits.test.images, size, splits.mean, splits.std)
+            return knn_accuracy(train_x, splits.labelled_train.labels, test_x, splits.test.labels,
+                                k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                                num_classes=splits.num_classes), None
+
+        timed("raw-pixel kNN", pixel_knn)
+    except Exception as exc:
+        exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    result.wall_seconds = time.perf_counter() - t_start
+    stopped = stop_event is not None and stop_event.is_set()
+    exp_run.set_status("stopped" if stopped else "finished", results=result.to_dict(), finished=time.time())
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result

@@ -1,0 +1,214 @@
+"""The run store: one folder per run under ``runs/``.
+
+``runs/<id>/``
+  ``config.json``     the full ExperimentConfig plus the run's kind and options
+  ``metrics.jsonl``   append-only metric events, one JSON object a line, flushed per line
+  ``status.json``     state, progress and results, replaced atomically
+  ``checkpoint.pt``   latest training state (loaded with ``weights_only=True``)
+  ``encoder.pt``      the backbone's plain ``state_dict`` (torchvision-compatible)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ExperimentConfig, from_dict, to_dict
+
+RUN_KINDS = ("byol", "supervised", "linear", "evaluate", "experiment")
+# States a run can be in; "interrupted" is derived when a "running" run's process is gone.
+STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+HEARTBEAT_TIMEOUT_S = 120.0
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    _atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and value != value:
+        return None  # NaN is not JSON
+    return value
+
+
+@dataclass
+class Run:
+    """One run's folder and the operations on it; safe to use from a training thread."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    status_path = property(lambda self: self.path / "status.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    encoder_path = property(lambda self: self.path / "encoder.pt")
+
+    # -- config
+    def write_config(self, cfg: ExperimentConfig, kind: str, options: dict[str, Any] | None = None) -> None:
+        atomic_write_json(self.config_path, {"kind": kind, "options": options or {}, "config": to_dict(cfg)})
+
+    def read_config(self) -> tuple[ExperimentConfig, str, dict[str, Any]]:
+        data = json.loads(self.config_path.read_text())
+        return from_dict(ExperimentConfig, data["config"]), data["kind"], data.get("options", {})
+
+    # -- metrics
+    def log(self, event: dict[str, Any]) -> None:
+        """Append one event to metrics.jsonl and flush, so a crash loses at most this line."""
+        line = json.dumps({k: _json_safe(v) for k, v in event.items()}, default=str)
+        with self._lock, open(self.metrics_path, "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete event; a torn last line (crash mid-write) is ignored."""
+        if not self.metrics_path.exists():
+            return []
+        events = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
+
+    # -- status
+    def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {STATES}.")
+        with self._lock:
+            status = self._read_status_file()
+            status.update({k: _json_safe(v) for k, v in fields.items()})
+            status.update(state=state, updated=time.time(), pid=os.getpid())
+            atomic_write_json(self.status_path, status)
+        return status
+
+    def heartbeat(self, **fields: Any) -> None:
+        """Refresh progress fields and the heartbeat time without changing the state."""
+        status = self.read_status()
+        self.set_status(status.get("state", "running"), **fields)
+
+    def _read_status_file(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def read_status(self) -> dict[str, Any]:
+        """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
+        status = self._read_status_file()
+        if status.get("state") == "running" and not _owner_alive(status):
+            status["state"] = "interrupted"
+        return status
+
+    # -- checkpoints and encoder
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        if not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"run {self.id} has no checkpoint to resume from ({self.checkpoint_path}).")
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+
+    def save_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
+        tmp = self.encoder_path.with_suffix(".pt.tmp")
+        torch.save(state_dict, tmp)
+        os.replace(tmp, self.encoder_path)
+
+    def load_encoder(self) -> dict[str, torch.Tensor]:
+        if not self.encoder_path.exists():
+            raise FileNotFoundError(f"run {self.id} has no exported encoder yet ({self.encoder_path}); "
+                                    "let the run finish or export it first.")
+        return torch.load(self.encoder_path, map_location="cpu", weights_only=True)
+
+
+def _owner_alive(status: dict[str, Any]) -> bool:
+    pid = status.get("pid")
+    if pid == os.getpid():
+        # Same process: alive only while the training thread keeps the heartbeat fresh.
+        return time.time() - float(status.get("updated", 0)) < HEARTBEAT_TIMEOUT_S
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return time.time() - float(status.get("updated", 0)) < HEARTBEAT_TIMEOUT_S
+
+
+_SAFE = re.compile(r"[^a-z0-9-]+")
+
+
+class RunStore:
+    """Creates, finds and lists runs below one root folder."""
+
+    def __init__(self, root: str | Path = "runs") -> None:
+        self.root = Path(root)
+
+    def create(self, kind: str, cfg: ExperimentConfig, options: dict[str, Any] | None = None) -> Run:
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        slug = _SAFE.sub("-", cfg.name.lower()).strip("-")[:24] or "run"
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{slug}-{secrets.token_hex(2)}"
+        path = self.root / run_id
+        path.mkdir()
+        run = Run(path)
+        run.write_config(cfg, kind, options)
+        run.set_status("queued", kind=kind, name=cfg.name, created=time.time())
+        return run
+
+    def get(self, run_id: str) -> Run:
+        path = self.root / run_id
+        if not (path / "config.json").is_file():
+            known = ", ".join(r.id for r in self.list()[:5]) or "none yet"
+            raise FileNotFoundError(f"no run {run_id!r} in {self.root}/ (recent runs: {known}).")
+        return Run(path)
+
+    def list(self) -> list[Run]:
+        """Runs, newest first."""
+        if not self.root.is_dir():
+            return []
+        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
+        return sorted(runs, key=lambda r: r.id, reverse=True)
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.list())
