@@ -244,9 +244,10 @@ class EvalConfig(_Validated):
 @dataclass(frozen=True)
 class RuntimeConfig(_Validated):
     device: str = _f("auto", "'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'.")
-    precision: str = _f("auto", "'auto' (bf16 autocast on CUDA, fp32 elsewhere), 'bf16' or 'fp32'.",
+    precision: str = _f("auto", "'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), "
+                                "'bf16' or 'fp32'.",
                         choices=("auto", "bf16", "fp32"))
-    channels_last: bool = _f(True, "Use channels_last memory format on CUDA.")
+    channels_last: bool = _f(True, "Use the channels_last memory format (faster convolutions on CUDA and CPU).")
     compile: bool = _f(False, "torch.compile the networks.")
     log_every: int = _f(10, "Read metrics from the device every N steps.", min=1)
     checkpoint_every_epochs: int = _f(1, "Save a checkpoint every N epochs.", min=1)

@@ -201,6 +201,28 @@ def knn_eval(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig, device
                         num_classes=splits.num_classes)
 
 
+def byol_step(model: BYOL, augment: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, *,
+              lr: float, tau: float, bf16: bool, channels_last: bool,
+              forward: Callable[..., Any] | None = None) -> Any:
+    """One BYOL update from a uint8 batch on the training device: augment, forward, backward, EMA.
+
+    Never reads a value back to the host, so consecutive steps queue on the GPU without stalls.
+    """
+    with torch.no_grad():
+        view_1, view_2 = augment(images)
+    if channels_last:
+        view_1 = view_1.contiguous(memory_format=torch.channels_last)
+        view_2 = view_2.contiguous(memory_format=torch.channels_last)
+    _set_lr(optimizer, lr)
+    with autocast(images.device, bf16):
+        out = (forward or model)(view_1, view_2)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    model.update_target(tau)
+    return out
+
+
 def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Sequence[Callback] = (),
                   stop_event: threading.Event | None = None,
                   checkpoint: dict[str, Any] | None = None,
@@ -216,7 +238,7 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
     batch, steps_per_epoch, total, warmup = _plan(len(images), optim_cfg)
 
     model = BYOL.from_config(cfg.model, cfg.augment.image_size).to(device)
-    if device.type == "cuda" and cfg.runtime.channels_last:
+    if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     augment = BYOLAugment(cfg.augment, splits.mean, splits.std).to(device)
     optimizer = build_optimizer(model.online_parameters(), optim_cfg, device)
@@ -255,21 +277,10 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
             stopped = True
             break
         idx = sampler.indices(step)
-        x = images[idx].to(device, non_blocking=True)
-        with torch.no_grad():
-            view_1, view_2 = augment(x)
-        if device.type == "cuda" and cfg.runtime.channels_last:
-            view_1 = view_1.contiguous(memory_format=torch.channels_last)
-            view_2 = view_2.contiguous(memory_format=torch.channels_last)
         lr = learning_rate(step, total, optim_cfg.lr, warmup, optim_cfg.schedule)
         tau = cosine_tau(step, total, cfg.byol.tau_base)
-        _set_lr(optimizer, lr)
-        with autocast(device, bf16):
-            out = forward(view_1, view_2)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        model.update_target(tau)
+        out = byol_step(model, augment, optimizer, images[idx].to(device, non_blocking=True), lr=lr, tau=tau,
+                        bf16=bf16, channels_last=cfg.runtime.channels_last, forward=forward)
         # Accumulate on the device; reading a value forces a host sync, so do it every log_every steps.
         loss_sum += out.loss.detach()
         collapse_sum += collapse_std(out.projections)
@@ -335,6 +346,8 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     encoder = encoder.to(device)
     feat_dim = encoder.feature_dim(cfg.augment.image_size)
     model = Classifier(encoder, feat_dim, splits.num_classes).to(device)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if mode == "linear":
         return _train_linear(cfg, splits, model, device, callbacks, stop_event)
 
@@ -377,6 +390,8 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         idx = sampler.indices(step)
         with torch.no_grad():
             x = augment(images[idx])
+        if cfg.runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         lr = learning_rate(step, total, optim_cfg.lr, warmup, optim_cfg.schedule)
         _set_lr(optimizer, lr)
         with autocast(device, bf16):

@@ -3,8 +3,7 @@ import os
 import pytest
 import torch
 
-# Two cores are shared by everything on this machine; one torch thread per test process keeps
-# timings stable and leaves room for the other.
+# The suite runs on 2 cores; BYOL_TEST_THREADS=1 keeps it from oversubscribing when something else runs.
 torch.set_num_threads(int(os.environ.get("BYOL_TEST_THREADS", "2")))
 
 
