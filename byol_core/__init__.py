@@ -23,9 +23,24 @@ from .presets import PRESETS, byol_paper_augment, get_preset
 from .runs import Run, RunStore
 
 __all__ = [
-    "AugmentConfig", "BYOLConfig", "ConfigError", "DataConfig", "EvalConfig", "ExperimentConfig",
-    "ModelConfig", "OptimConfig", "RuntimeConfig", "SupervisedConfig", "ViewAugmentConfig",
-    "load_config", "save_config", "with_overrides", "PRESETS", "byol_paper_augment", "get_preset",
-    "Run", "RunStore",
+    "PRESETS",
+    "AugmentConfig",
+    "BYOLConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Run",
+    "RunStore",
+    "RuntimeConfig",
+    "SupervisedConfig",
+    "ViewAugmentConfig",
+    "byol_paper_augment",
+    "get_preset",
+    "load_config",
+    "save_config",
+    "with_overrides",
 ]
 __version__ = "0.1.0"

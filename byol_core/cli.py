@@ -103,7 +103,7 @@ def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
     def target() -> None:
         try:
             box["value"] = work(stop)
-        except BaseException as exc:  # handed to the main thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="byol-cli-worker", daemon=True)

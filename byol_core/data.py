@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -512,7 +513,39 @@ def _decode_or_reason(path: Path, size: int) -> np.ndarray | str:
         return f"{path}: {type(exc).__name__}: {exc}"
 
 
+def _folder_cache_path(cfg: DataConfig, key: tuple) -> Path:
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+    return Path(cfg.root).expanduser() / "cache" / f"folder-{digest}.pt"
+
+
 def _load_folder(cfg: DataConfig, report: Progress) -> _Source:
+    """Decode a folder once; later loads (other processes too) read the decoded uint8 tensors from disk.
+
+    The cache file's name hashes every file's path, size and mtime and the target size, so any
+    change to the folder makes a new one.
+    """
+    cache = _folder_cache_path(cfg, _source_key(cfg))
+    if cache.is_file():
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            report("Read decoded images from the cache", 0.9)
+            return _Source(classes=list(saved["classes"]), train=ImageSet(saved["images"], saved["labels"]),
+                           test=None, skipped_files=tuple(saved["skipped"]))
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+            cache.unlink(missing_ok=True)
+    source = _decode_folder(cfg, report)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"classes": list(source.classes), "images": source.train.images,
+                    "labels": source.train.labels, "skipped": list(source.skipped_files)}, tmp)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only data root only costs the next process a decode
+    return source
+
+
+def _decode_folder(cfg: DataConfig, report: Progress) -> _Source:
     folder = _folder_path(cfg)
     listing = _list_folder(folder)
     if not listing.files:

@@ -18,7 +18,7 @@ from .config import (
 )
 
 
-def byol_paper_augment(image_size: int = 32, backend: str = "kornia") -> AugmentConfig:
+def byol_paper_augment(image_size: int = 32, backend: str = "fast") -> AugmentConfig:
     """The BYOL paper's asymmetric views (Grill et al. 2020, Table 6).
 
     Both views: random resized crop (0.08-1), flip 0.5, colour jitter 0.4/0.4/0.2/0.1 with p 0.8,
@@ -53,7 +53,7 @@ def seed_stl10() -> ExperimentConfig:
 
 def cpu_quick() -> ExperimentConfig:
     """Tuned to learn as much as possible in a few minutes on 2 CPU cores (Fashion-MNIST, 28 px)."""
-    gray = dict(saturation=0.0, hue=0.0, grayscale_p=0.0, crop_scale_min=0.2)
+    gray = {"saturation": 0.0, "hue": 0.0, "grayscale_p": 0.0, "crop_scale_min": 0.2}
     return ExperimentConfig(
         name="cpu-quick",
         data=DataConfig(name="fashion-mnist", max_train_images=10_000, max_test_images=5_000),

@@ -72,11 +72,11 @@ class LARS(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                  trust_coefficient: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      trust_coefficient=trust_coefficient))
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                                  "trust_coefficient": trust_coefficient})
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102 - torch's signature
+    def step(self, closure=None):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -113,7 +113,7 @@ def _plan(num_items: int, cfg: OptimConfig) -> tuple[int, int, int, int]:
     batch = min(cfg.batch_size, num_items)
     steps_per_epoch = max(num_items // batch, 1)
     total = max(math.ceil(cfg.epochs * steps_per_epoch), 1)
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
     return batch, steps_per_epoch, total, warmup
 
 
@@ -356,7 +356,8 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     labels = train.labels.to(device)
     batch, steps_per_epoch, total, warmup = _plan(len(images), optim_cfg)
     augment = build_supervised_augment(cfg.augment.image_size, cfg.supervised.crop_scale_min,
-                                       cfg.supervised.flip_p, splits.mean, splits.std).to(device)
+                                       cfg.supervised.flip_p, splits.mean, splits.std,
+                                       backend=cfg.augment.backend).to(device)
     optimizer = build_optimizer(list(model.parameters()), optim_cfg, device)
     start = 0
     if checkpoint is not None:
@@ -477,4 +478,4 @@ def _train_linear(cfg: ExperimentConfig, splits: DataSplits, model: Classifier, 
                        test_accuracy=accuracy)
 
 
-__all__ = ["TrainResult", "TrainingError", "pretrain_byol", "train_supervised", "knn_eval", "build_optimizer"]
+__all__ = ["TrainResult", "TrainingError", "build_optimizer", "knn_eval", "pretrain_byol", "train_supervised"]

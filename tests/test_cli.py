@@ -62,6 +62,6 @@ def test_config_command_applies_overrides(capsys):
 
 def test_module_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "byol_core", "config", "--preset", "tiny"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["name"] == "tiny"

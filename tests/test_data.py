@@ -293,7 +293,7 @@ def test_folder_with_class_subfolders(tmp_path):
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     (tmp_path / "empty_dir").mkdir()  # no images: not a class
 
-    s = load_data(DataConfig(name="folder", folder=str(tmp_path), folder_image_size=8, test_fraction=0.25))
+    s = load_data(DataConfig(name="folder", root=str(tmp_path / ".root"), folder=str(tmp_path), folder_image_size=8, test_fraction=0.25))
     assert s.classes == ["cat", "dog"]
     assert len(s.train) + len(s.test) == 8
     assert s.train.images.shape[1:] == (3, 8, 8) and s.train.images.dtype == torch.uint8
@@ -313,7 +313,7 @@ def test_folder_centre_crops(tmp_path):
     img[:, 20:, 2] = 255  # blue right third
     Image.fromarray(img).save(tmp_path / "wide.png")
     _png(tmp_path / "other.png", (0, 0, 0))
-    s = load_data(DataConfig(name="folder", folder=str(tmp_path), folder_image_size=8, test_fraction=0.5))
+    s = load_data(DataConfig(name="folder", root=str(tmp_path / ".root"), folder=str(tmp_path), folder_image_size=8, test_fraction=0.5))
     images = torch.cat([s.train.images, s.test.images])
     wide = images[images[:, 1].float().mean((1, 2)) > 0]
     assert len(wide) == 1
@@ -323,7 +323,7 @@ def test_folder_centre_crops(tmp_path):
 def test_folder_without_subfolders_is_unlabelled(tmp_path):
     for i in range(5):
         _png(tmp_path / f"img{i}.png", (i * 40, 0, 0))
-    s = load_data(DataConfig(name="folder", folder=str(tmp_path), folder_image_size=8))
+    s = load_data(DataConfig(name="folder", root=str(tmp_path / ".root"), folder=str(tmp_path), folder_image_size=8))
     assert s.classes == [] and s.num_classes == 0
     assert len(s.train) + len(s.test) == 5 and len(s.test) >= 1
     assert torch.all(s.train.labels == -1) and torch.all(s.test.labels == -1)
@@ -332,11 +332,35 @@ def test_folder_without_subfolders_is_unlabelled(tmp_path):
 
 def test_empty_missing_or_unreadable_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no images"):
-        load_data(DataConfig(name="folder", folder=str(tmp_path)))
+        load_data(DataConfig(name="folder", root=str(tmp_path / ".root"), folder=str(tmp_path)))
     missing = tmp_path / "missing"
     with pytest.raises(DataError, match="does not exist") as info:
         load_data(DataConfig(name="folder", folder=str(missing)))
     assert str(missing) in str(info.value)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="could be read"):
-        load_data(DataConfig(name="folder", folder=str(tmp_path)))
+        load_data(DataConfig(name="folder", root=str(tmp_path / ".root"), folder=str(tmp_path)))
+
+
+def test_folder_is_decoded_once_then_read_from_the_disk_cache(tmp_path, monkeypatch):
+    from byol_core import data
+
+    images_dir = tmp_path / "imgs"
+    (images_dir / "a").mkdir(parents=True)
+    (images_dir / "b").mkdir()
+    for i in range(3):
+        _png(images_dir / "a" / f"{i}.png", (200, 0, 0))
+        _png(images_dir / "b" / f"{i}.png", (0, 0, 200))
+    cfg = DataConfig(name="folder", root=str(tmp_path / "root"), folder=str(images_dir), folder_image_size=8)
+    first = load_data(cfg)
+    assert len(list((tmp_path / "root" / "cache").glob("folder-*.pt"))) == 1
+
+    data.clear_cache()  # a new process: nothing in memory
+    monkeypatch.setattr(data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    second = load_data(cfg)
+    assert torch.equal(first.train.images, second.train.images) and second.classes == ["a", "b"]
+
+    _png(images_dir / "a" / "3.png", (190, 0, 0))  # the folder changed: decode again
+    data.clear_cache()
+    with pytest.raises(DataError, match="decoded again"):  # the stub decoder ran
+        load_data(cfg)

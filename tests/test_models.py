@@ -6,7 +6,7 @@ from torch import nn
 from byol_core.config import ModelConfig
 from byol_core.models import BYOL, Encoder, build_backbone, build_encoder, encoder_state_dict
 
-SMALL = dict(projector_hidden=32, projector_out=16, predictor_hidden=32)
+SMALL = {"projector_hidden": 32, "projector_out": 16, "predictor_hidden": 32}
 
 
 def tiny_byol(**kw) -> BYOL:

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -43,7 +44,7 @@ def test_cosine_tau_runs_from_base_to_one():
     assert cosine_tau(50, 100, 0.99) == pytest.approx(0.995)
     assert cosine_tau(100, 100, 0.99) == pytest.approx(1.0)
     values = [cosine_tau(k, 100, 0.99) for k in range(101)]
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(values))
 
 
 def test_learning_rate_warmup_then_cosine():
