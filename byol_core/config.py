@@ -216,6 +216,8 @@ class OptimConfig(_Validated):
     schedule: str = _f("cosine", "Learning-rate decay after warm-up.", choices=("cosine", "constant"))
     batch_size: int = _f(256, "Images per step.", min=2, max=65536)
     epochs: float = _f(10.0, "Training length, in epochs (fractions allowed).", min=0.01, max=10000.0)
+    # With 1% of labels an epoch is one or two steps; a floor keeps label-efficiency runs meaningful.
+    min_steps: int = _f(0, "Train for at least this many steps, whatever the epochs.", min=0)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,13 @@ def seed_stl10() -> ExperimentConfig:
 
 
 def cpu_quick() -> ExperimentConfig:
-    """Tuned to learn as much as possible in a few minutes on 2 CPU cores (Fashion-MNIST, 28 px)."""
+    """Tuned to learn as much as possible in ~5 minutes on 2 CPU cores (Fashion-MNIST, 28 px).
+
+    Measured (benchmarks/knn_curve.py, 10k train / 5k test images): kNN accuracy 82.3-82.6% after
+    45 epochs (~295 s of training) against 77.1% for the same network at random init and 82.6%
+    for raw pixels. What mattered: a narrow convnet (width 16: 2.5x the images per second of width
+    32), small batches (more updates per image), Adam at 3e-3, bf16 on CPUs that have it.
+    """
     gray = {"saturation": 0.0, "hue": 0.0, "grayscale_p": 0.0, "crop_scale_min": 0.2}
     return ExperimentConfig(
         name="cpu-quick",
@@ -60,12 +66,13 @@ def cpu_quick() -> ExperimentConfig:
         augment=AugmentConfig(image_size=28,
                               view1=ViewAugmentConfig(blur_p=0.5, solarize_p=0.0, **gray),
                               view2=ViewAugmentConfig(blur_p=0.1, solarize_p=0.2, **gray)),
-        model=ModelConfig(backbone="small-cnn", width=32, projector_hidden=1024, projector_out=128,
+        model=ModelConfig(backbone="small-cnn", width=16, projector_hidden=1024, projector_out=128,
                           predictor_hidden=1024),
-        byol=BYOLConfig(tau_base=0.99, optim=OptimConfig(optimizer="adam", lr=2e-3, weight_decay=1e-6,
-                                                         epochs=10, batch_size=256, warmup_epochs=0.5),
-                        knn_every_epochs=1),
-        supervised=SupervisedConfig(optim=OptimConfig(optimizer="adam", lr=1e-3, epochs=30, batch_size=64)),
+        byol=BYOLConfig(tau_base=0.99, optim=OptimConfig(optimizer="adam", lr=3e-3, weight_decay=1e-6,
+                                                         epochs=45, batch_size=64, warmup_epochs=0.5),
+                        knn_every_epochs=5),
+        supervised=SupervisedConfig(optim=OptimConfig(optimizer="adam", lr=1e-3, epochs=10, batch_size=64,
+                                                      min_steps=300)),
         eval=EvalConfig(knn_k=20),
     )
 

@@ -18,7 +18,7 @@ import torch
 from .config import ExperimentConfig
 from .data import DataSplits, load_data
 from .models import build_encoder, encoder_state_dict
-from .runs import Run, RunStore
+from .runs import Run, RunStore, mark_active
 from .training import Callback, TrainResult, knn_eval, prepare_runtime, pretrain_byol, train_supervised
 
 ProgressFn = Callable[[str, float], None]
@@ -42,6 +42,7 @@ def _status_callback(run: Run, min_interval_s: float = 1.0) -> Callback:
 
 def _execute(run: Run, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``body`` with the run's status kept honest: finished, stopped or failed with the reason."""
+    mark_active(run.id, True)
     run.set_status("running", started=time.time(), error=None)
     try:
         results = body()
@@ -49,6 +50,8 @@ def _execute(run: Run, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc(limit=8))
         raise
+    finally:
+        mark_active(run.id, False)
     state = "stopped" if results.pop("_stopped", False) else "finished"
     run.set_status(state, results=results, finished=time.time())
     return results
@@ -110,9 +113,9 @@ def supervised(cfg: ExperimentConfig, store: RunStore, mode: str, *, from_run: s
 
 
 def evaluate(cfg: ExperimentConfig, store: RunStore, *, from_run: str | None = None,
-             splits: DataSplits | None = None) -> Run:
+             splits: DataSplits | None = None, run: Run | None = None) -> Run:
     """kNN accuracy of an encoder (``from_run``'s, or a random init with cfg.seed) as a run."""
-    run = store.create("evaluate", cfg, {"from_run": from_run})
+    run = run or store.create("evaluate", cfg, {"from_run": from_run})
 
     def body() -> dict[str, Any]:
         data = splits if splits is not None else load_data(cfg.data)

@@ -30,7 +30,6 @@ from .config import ExperimentConfig, from_dict, to_dict
 RUN_KINDS = ("byol", "supervised", "linear", "evaluate", "experiment")
 # States a run can be in; "interrupted" is derived when a "running" run's process is gone.
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
-HEARTBEAT_TIMEOUT_S = 120.0
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -132,7 +131,7 @@ class Run:
     def read_status(self) -> dict[str, Any]:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
         status = self._read_status_file()
-        if status.get("state") == "running" and not _owner_alive(status):
+        if status.get("state") == "running" and not _owner_alive(status, self.id):
             status["state"] = "interrupted"
         return status
 
@@ -159,20 +158,34 @@ class Run:
         return torch.load(self.encoder_path, map_location="cpu", weights_only=True)
 
 
-def _owner_alive(status: dict[str, Any]) -> bool:
+# Runs being executed by this process (see runner); a run of ours that is not here has died with
+# its thread, however recent its last status write.
+_ACTIVE_HERE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def mark_active(run_id: str, active: bool) -> None:
+    with _ACTIVE_LOCK:
+        if active:
+            _ACTIVE_HERE.add(run_id)
+        else:
+            _ACTIVE_HERE.discard(run_id)
+
+
+def _owner_alive(status: dict[str, Any], run_id: str) -> bool:
     pid = status.get("pid")
     if pid == os.getpid():
-        # Same process: alive only while the training thread keeps the heartbeat fresh.
-        return time.time() - float(status.get("updated", 0)) < HEARTBEAT_TIMEOUT_S
+        with _ACTIVE_LOCK:
+            return run_id in _ACTIVE_HERE
     if not isinstance(pid, int):
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
-    return time.time() - float(status.get("updated", 0)) < HEARTBEAT_TIMEOUT_S
+        return True
+    return True
 
 
 _SAFE = re.compile(r"[^a-z0-9-]+")

@@ -60,16 +60,23 @@ def test_status_is_replaced_atomically_and_merges_fields(store: RunStore):
 
 
 def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
+    import time
+
+    from byol_core.runs import mark_active
+
     run_dir = tmp_path / "r1"
     run_dir.mkdir()
-    import time
     # A pid that cannot exist (beyond pid_max) stands for a crashed process.
     atomic_write_json(run_dir / "status.json", {"state": "running", "pid": 2 ** 30, "updated": time.time()})
     assert Run(run_dir).read_status()["state"] == "interrupted"
+    # Our own process: running only while a thread of ours executes it.
     atomic_write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "updated": time.time()})
-    assert Run(run_dir).read_status()["state"] == "running"
-    atomic_write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "updated": 0})
-    assert Run(run_dir).read_status()["state"] == "interrupted"  # heartbeat went stale
+    assert Run(run_dir).read_status()["state"] == "interrupted"
+    mark_active("r1", True)
+    try:
+        assert Run(run_dir).read_status()["state"] == "running"
+    finally:
+        mark_active("r1", False)
 
 
 def test_checkpoint_and_encoder_round_trip_with_weights_only(store: RunStore):

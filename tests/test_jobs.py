@@ -1,0 +1,85 @@
+import threading
+import time
+
+import pytest
+
+from byol_core.config import with_overrides
+from byol_core.jobs import JobManager
+from byol_core.presets import get_preset
+
+
+@pytest.fixture()
+def manager(store):
+    m = JobManager(store, max_concurrent=1)
+    yield m
+    m.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return get_preset("tiny")
+
+
+def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
+    job = manager.submit("byol", cfg)
+    assert job.state in ("queued", "running")
+    manager.wait(job.id, timeout=120)
+    assert job.state == "finished", job.error
+    assert job.progress()["fraction"] == 1.0
+    assert job.run.read_status()["state"] == "finished"
+    assert any(e["kind"] == "step" for e in job.run.read_metrics())
+
+
+def test_identical_requests_while_active_start_one_job(manager, cfg):
+    slow = with_overrides(cfg, {"byol.optim.epochs": 50})
+    jobs = []
+    threads = [threading.Thread(target=lambda: jobs.append(manager.submit("byol", slow))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({j.id for j in jobs}) == 1
+    assert len(manager.store.list()) == 1
+    manager.stop(jobs[0].id)
+    manager.wait(jobs[0].id, timeout=60)
+    assert jobs[0].state == "stopped"
+
+
+def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
+    long = with_overrides(cfg, {"byol.optim.epochs": 200})
+    first = manager.submit("byol", long)
+    second = manager.submit("scratch", cfg)
+    deadline = time.time() + 30
+    while first.state != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.state == "running" and second.state == "queued"
+    manager.stop(first.id)
+    manager.wait(second.id, timeout=120)
+    assert first.state == "stopped" and second.state == "finished", second.error
+
+
+def test_a_stopped_job_resumes_to_the_end(manager, cfg):
+    long = with_overrides(cfg, {"byol.optim.epochs": 30, "runtime.log_every": 1})
+    job = manager.submit("byol", long)
+    deadline = time.time() + 60
+    while job.last_event.get("step", 0) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    manager.stop(job.id)
+    manager.wait(job.id, timeout=60)
+    assert job.state == "stopped"
+    stopped_at = job.run.load_checkpoint()["step"]
+    assert 0 < stopped_at < job.run.read_status()["total_steps"]
+    again = manager.resume(job.id)
+    manager.wait(again.id, timeout=300)
+    status = again.run.read_status()
+    assert again.state == "finished" and status["results"]["step"] == status["results"]["total_steps"]
+
+
+def test_failures_are_recorded_not_raised(manager, cfg):
+    job = manager.submit("byol", with_overrides(cfg, {"model.backbone": "resnet19"}))
+    manager.wait(job.id, timeout=60)
+    assert job.state == "failed" and "resnet19" in job.error
+    with pytest.raises(ValueError, match="needs a BYOL run"):
+        manager.submit("finetune", cfg)
+    with pytest.raises(ValueError, match="unknown job kind"):
+        manager.submit("dance", cfg)
