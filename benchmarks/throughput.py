@@ -44,8 +44,8 @@ def _sync(device: torch.device) -> None:
 def make_candidates(args: argparse.Namespace, device: torch.device) -> dict[str, Callable[[], None]]:
     bf16 = use_bf16(args.precision, device)
     channels_last = not args.no_channels_last
-    model_cfg = with_overrides(ModelConfig(backbone=args.backbone, small_stem=args.size <= 64),
-                               parse_set_args(args.set))
+    small_stem = args.size <= 64 if args.stem == "auto" else args.stem == "small"
+    model_cfg = with_overrides(ModelConfig(backbone=args.backbone, small_stem=small_stem), parse_set_args(args.set))
     images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8, device=device)
     aug_cfg = byol_paper_augment(args.size, backend=args.augment)
     mem = torch.channels_last if channels_last else torch.contiguous_format
@@ -89,7 +89,7 @@ def make_candidates(args: argparse.Namespace, device: torch.device) -> dict[str,
         print("lucidrains byol-pytorch is not installed: its row is skipped (pip install byol-pytorch)")
     else:
         torch.manual_seed(0)
-        net = build_backbone(ModelConfig(backbone=args.backbone, small_stem=args.size <= 64))
+        net = build_backbone(model_cfg)
         lucid = LucidBYOL(net, image_size=args.size, hidden_layer=-1 if args.backbone != "small-cnn" else "pool",
                           projection_size=model_cfg.projector_out,
                           projection_hidden_size=model_cfg.projector_hidden).to(device).to(memory_format=mem)
@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     parser.add_argument("--augment", default="fast", choices=("fast", "kornia"))
+    parser.add_argument("--stem", default="auto", choices=("auto", "small", "standard"),
+                        help="ResNet stem: 'small' (3x3, no max-pool) is the default up to 64 px")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")

@@ -34,6 +34,7 @@ from .presets import get_preset
 from .runs import Run, RunStore
 
 __all__ = [
+    "CACHE_DIRNAME",
     "DEFAULT_REFERENCE_PRESET",
     "RANDOM_INIT",
     "EmbeddingSet",
@@ -332,10 +333,11 @@ def _warm_up() -> None:
     global _warm_error
     try:
         x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
-        # force_approximation_algorithm: also compile pynndescent's path, which UMAP takes from 4096
-        # points on (the dashboard's usual sizes); the same metric and seeding as umap_2d.
-        _umap_model(len(x), n_neighbors=5, min_dist=0.1, seed=0, metric="cosine", n_epochs=10,
-                    force_approximation_algorithm=True).fit_transform(x)
+        # Both of UMAP's neighbour searches: exact below 4096 points, pynndescent from there on
+        # (the dashboard's usual sizes); the same metric and seeding as umap_2d.
+        for approximate in (False, True):
+            _umap_model(len(x), n_neighbors=5, min_dist=0.1, seed=0, metric="cosine", n_epochs=10,
+                        force_approximation_algorithm=approximate).fit_transform(x)
     except Exception as exc:  # noqa: BLE001 - a background warm-up must never crash; the error is kept
         _warm_error = f"{type(exc).__name__}: {exc}"
 
