@@ -173,6 +173,36 @@ class _Throughput:
         return rate
 
 
+class _MetricWindow:
+    """Sums step metrics on the device; reading them forces a host sync, so it happens only on flush."""
+
+    def __init__(self, log_every: int) -> None:
+        self.log_every = log_every
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.speed = _Throughput()
+
+    def add(self, images: int, **values: torch.Tensor) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.count += 1
+        self.speed.add(images)
+
+    def due(self, end_of_epoch: bool) -> bool:
+        return self.count >= self.log_every or (end_of_epoch and self.count > 0)
+
+    def flush(self) -> dict[str, float]:
+        out = {key: (total / self.count).item() for key, total in self.sums.items()}
+        out["img_per_s"] = self.speed.read()
+        self.sums, self.count = {}, 0
+        return out
+
+    def pause(self) -> None:
+        """Forget the time since the last read (evaluation is not training throughput)."""
+        self.speed.read()
+
+
 def prepare_runtime(cfg: ExperimentConfig) -> tuple[torch.device, bool]:
     """Device and bf16 flag for a config; sets torch's CPU threads if asked."""
     if cfg.runtime.num_threads:
@@ -274,10 +304,7 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
                       "steps_per_epoch": steps_per_epoch, "batch_size": batch, "device": str(device),
                       "num_images": len(images)})
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    collapse_sum = torch.zeros((), device=device)
-    window = 0
-    speed = _Throughput()
+    window = _MetricWindow(cfg.runtime.log_every)
     sampler = EpochSampler(len(images), batch, cfg.seed, images.device)
     step = start
     stopped = False
@@ -290,24 +317,15 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
         tau = cosine_tau(step, total, cfg.byol.tau_base)
         out = byol_step(model, augment, optimizer, images[idx].to(device, non_blocking=True), lr=lr, tau=tau,
                         bf16=bf16, channels_last=cfg.runtime.channels_last, forward=forward)
-        # Accumulate on the device; reading a value forces a host sync, so do it every log_every steps.
-        loss_sum += out.loss.detach()
-        collapse_sum += collapse_std(out.projections)
-        window += 1
-        speed.add(len(idx))
+        window.add(len(idx), loss=out.loss, collapse_std=collapse_std(out.projections))
         step += 1
         end_of_epoch = step % steps_per_epoch == 0 or step == total
-        if window >= cfg.runtime.log_every or end_of_epoch:
-            loss_value = (loss_sum / window).item()
-            _check_finite(loss_value, step, "BYOL")
+        if window.due(end_of_epoch):
+            metrics = window.flush()
+            _check_finite(metrics["loss"], step, "BYOL")
             emit({"kind": "step", "stage": "byol", "step": step, "total_steps": total,
-                  "epoch": step / steps_per_epoch, "loss": loss_value, "lr": lr, "tau": tau,
-                  "collapse_std": (collapse_sum / window).item(),
-                  "collapse_reference": 1.0 / math.sqrt(out.projections.shape[1]),
-                  "img_per_s": speed.read()})
-            loss_sum.zero_()
-            collapse_sum.zero_()
-            window = 0
+                  "epoch": step / steps_per_epoch, "lr": lr, "tau": tau, **metrics,
+                  "collapse_reference": 1.0 / math.sqrt(out.projections.shape[1])})
         if end_of_epoch:
             epoch_done = math.ceil(step / steps_per_epoch)
             event: dict[str, Any] = {"kind": "epoch", "stage": "byol", "epoch": epoch_done, "step": step,
@@ -317,7 +335,7 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
                 model.eval()
                 event["knn_accuracy"] = knn_eval(model.online_encoder, splits, cfg, device)
                 model.train()
-                speed.read()  # evaluation time is not training throughput
+                window.pause()
             emit(event)
             if save_checkpoint is not None and (epoch_done % cfg.runtime.checkpoint_every_epochs == 0
                                                 or step == total):
@@ -389,11 +407,9 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
                       "num_images": len(images)})
     step, stopped, accuracy = start, False, None
     sampler = EpochSampler(len(images), batch, cfg.seed, device)
+    window = _MetricWindow(cfg.runtime.log_every)
     # With few labels an epoch is a step or two: test (and checkpoint) at most ~MAX_EVALS times.
     eval_every = max(1, math.ceil(total / steps_per_epoch / MAX_EVALS))
-    speed = _Throughput()
-    loss_sum = torch.zeros((), device=device)
-    window = 0
     model.train()
     while step < total:
         if stop_event is not None and stop_event.is_set():
@@ -411,18 +427,14 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach()
-        window += 1
-        speed.add(len(idx))
+        window.add(len(idx), loss=loss)
         step += 1
         end_of_epoch = step % steps_per_epoch == 0 or step == total
-        if window >= cfg.runtime.log_every or end_of_epoch:
-            loss_value = (loss_sum / window).item()
-            _check_finite(loss_value, step, "supervised")
+        if window.due(end_of_epoch):
+            metrics = window.flush()
+            _check_finite(metrics["loss"], step, "supervised")
             emit({"kind": "step", "stage": mode, "step": step, "total_steps": total,
-                  "epoch": step / steps_per_epoch, "loss": loss_value, "lr": lr, "img_per_s": speed.read()})
-            loss_sum.zero_()
-            window = 0
+                  "epoch": step / steps_per_epoch, "lr": lr, **metrics})
         if end_of_epoch:
             epoch_done = math.ceil(step / steps_per_epoch)
             event = {"kind": "epoch", "stage": mode, "epoch": epoch_done, "step": step, "total_steps": total}
@@ -432,7 +444,7 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
                                             cfg.augment.image_size, splits.mean, splits.std,
                                             cfg.eval.batch_size, device)
                 model.train()
-                speed.read()
+                window.pause()
                 event["test_accuracy"] = accuracy
                 if save_checkpoint is not None:
                     save_checkpoint(make_checkpoint(step))
