@@ -154,9 +154,19 @@ def main() -> None:
         print(f"{name:<12} {1000 * s:9.1f} {rate:9.0f} {ratio:12.2f}x")
     if "lucidrains" in step_s:
         print(f"byol / lucidrains: {step_s['lucidrains'] / step_s['byol']:.2f}x")
+    # The seed experiment (STL10): BYOL 50 epochs on 105k train+unlabeled images, then 25 epochs of
+    # fine-tuning on 5k labelled ones; a supervised step costs about the reference's forward+backward
+    # per image, and the reference row counts B input images per 2B processed.
+    byol_s = 50 * 105_000 * step_s["byol"] / args.batch
+    finetune_s = 25 * 5_000 * step_s["reference"] / (2 * args.batch)
+    estimate = {"byol_minutes": byol_s / 60, "finetune_minutes": finetune_s / 60,
+                "total_minutes": (byol_s + finetune_s) / 60}
+    print(f"seed experiment at these rates (STL10 sizes; meaningful at --size 96): BYOL {byol_s / 60:.1f} min + "
+          f"fine-tune {finetune_s / 60:.1f} min = {(byol_s + finetune_s) / 60:.1f} min")
     out = {"args": vars(args), "device": str(device), "machine": platform.platform(),
            "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "rows": rows}
+           "torch": torch.__version__, "rows": rows,
+           "seed_experiment_estimate": estimate}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -1,0 +1,203 @@
+"""Process-wide objects and per-session choices shared by the dashboard's pages.
+
+Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.jobs.JobManager` that runs
+training in background threads, and the UMAP :class:`~byol_core.embeddings.ProjectionJobs`. Per
+session (``st.session_state``): the data set and augmentation the Data page chose, so the Train
+page trains on exactly what was previewed. Nothing here learns anything; it only wires
+``byol_core`` objects to the UI.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from byol_core.config import AugmentConfig, ConfigError, DataConfig
+from byol_core.data import DataError, DataSplits, load_data
+from byol_core.jobs import JobManager
+from byol_core.presets import byol_paper_augment
+from byol_core.runs import RunStore
+
+RUNS_DIR_ENV = "BYOL_RUNS_DIR"
+MAX_JOBS_ENV = "BYOL_MAX_JOBS"
+
+# Errors a person can cause (a bad path, a value out of range, a missing run): shown as st.error.
+USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ValueError, FileNotFoundError)
+
+# View size that suits each data set's native resolution (digits are 8x8, STL10 96x96).
+DEFAULT_IMAGE_SIZE = {"digits": 16, "fashion-mnist": 28, "cifar10": 32, "stl10": 64, "folder": 64}
+DATASET_LABELS = {
+    "digits": "digits (built in, 8×8 handwritten digits)",
+    "fashion-mnist": "fashion-mnist (28×28 clothing)",
+    "cifar10": "cifar10 (32×32 photos)",
+    "stl10": "stl10 (96×96 photos, large download)",
+    "folder": "an image folder on this machine",
+    "upload": "images I upload",
+}
+
+AUGMENT_KEY = "augment_cfg"
+DATA_KEY = "data_cfg"
+SOURCE_KEY = "data_source"  # "digits" ... "folder" or "upload": what the Data page's select shows
+
+
+# --------------------------------------------------------------------------- process-wide objects
+def runs_dir() -> str:
+    return os.environ.get(RUNS_DIR_ENV) or "runs"
+
+
+def max_jobs() -> int:
+    raw = os.environ.get(MAX_JOBS_ENV) or "1"
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        return 1
+
+
+def _release_manager(manager: JobManager) -> None:
+    manager.shutdown(timeout=30.0)
+
+
+@st.cache_resource(show_spinner=False, on_release=_release_manager)
+def _manager(root: str, max_concurrent: int) -> JobManager:
+    manager = JobManager(RunStore(root), max_concurrent=max_concurrent)
+    # On a clean exit (Ctrl-C, SIGTERM) jobs save a checkpoint and end as 'stopped', ready to resume;
+    # after a hard kill their runs read 'interrupted', which the Train page can resume as well.
+    atexit.register(manager.shutdown, 20.0)
+    return manager
+
+
+def get_manager() -> JobManager:
+    """The process's JobManager (one per runs folder and job limit)."""
+    return _manager(runs_dir(), max_jobs())
+
+
+def get_store() -> RunStore:
+    return get_manager().store
+
+
+@st.cache_resource(show_spinner=False)
+def get_projections():  # -> byol_core.embeddings.ProjectionJobs
+    from byol_core.embeddings import ProjectionJobs
+
+    return ProjectionJobs()
+
+
+def start_umap_warmup() -> None:
+    """Compile UMAP's numba code in the background once per process, so the first projection is quick."""
+    try:
+        from byol_core.embeddings import warm_up_umap
+    except ImportError:  # the embeddings module is optional for the other pages
+        return
+    warm_up_umap()
+
+
+# --------------------------------------------------------------------------- errors
+@contextlib.contextmanager
+def user_errors(prefix: str = "") -> Iterator[None]:
+    """Show a person's mistake as an error box with its message instead of a traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        st.error(f"{prefix}{exc}", icon=":material/error:")
+
+
+# --------------------------------------------------------------------------- per-session choices
+def default_augment(dataset: str) -> AugmentConfig:
+    return byol_paper_augment(DEFAULT_IMAGE_SIZE.get(dataset, 32))
+
+
+def get_data_cfg() -> DataConfig:
+    if DATA_KEY not in st.session_state:
+        st.session_state[DATA_KEY] = DataConfig(name="digits")
+        st.session_state[SOURCE_KEY] = "digits"
+    return st.session_state[DATA_KEY]
+
+
+def get_data_source() -> str:
+    """What the Data page's select shows for the current data set ('upload' for uploaded images)."""
+    get_data_cfg()
+    return st.session_state.get(SOURCE_KEY, get_data_cfg().name)
+
+
+def set_data_cfg(cfg: DataConfig, source: str | None = None) -> None:
+    st.session_state[DATA_KEY] = cfg
+    st.session_state[SOURCE_KEY] = source or cfg.name
+
+
+def get_augment_cfg() -> AugmentConfig:
+    if AUGMENT_KEY not in st.session_state:
+        st.session_state[AUGMENT_KEY] = default_augment(get_data_cfg().name)
+    return st.session_state[AUGMENT_KEY]
+
+
+def set_augment_cfg(cfg: AugmentConfig) -> None:
+    st.session_state[AUGMENT_KEY] = cfg
+
+
+# --------------------------------------------------------------------------- data
+def load_splits(cfg: DataConfig) -> DataSplits:
+    """``load_data`` (cached in-process by byol_core; a hit costs microseconds)."""
+    return load_data(cfg)
+
+
+def _cfg_key(cfg: DataConfig) -> str:
+    from byol_core.config import to_json
+
+    return to_json(cfg)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _preview_sample(cfg_json: str, count: int) -> tuple[torch.Tensor, list[str]]:
+    from byol_core.config import from_json
+
+    cfg = from_json(cfg_json, DataConfig)
+    splits = load_data(cfg)
+    labels = splits.train.labels
+    # One image per class first (so the grid shows the variety), then fill up in order.
+    chosen: list[int] = []
+    for c in range(max(splits.num_classes, 0)):
+        hits = torch.nonzero(labels == c).flatten()
+        if len(hits) and len(chosen) < count:
+            chosen.append(int(hits[0]))
+    for i in range(len(labels)):
+        if len(chosen) >= count:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    index = torch.tensor(sorted(chosen), dtype=torch.long)
+    names = [splits.classes[int(labels[i])] if int(labels[i]) >= 0 and splits.classes else "" for i in index]
+    return splits.train.images[index].clone(), names
+
+
+def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[str]]:
+    """``count`` training images (uint8 (B, C, H, W), read-only) and their class names."""
+    return _preview_sample(_cfg_key(cfg), count)
+
+
+def save_uploads(files: list, root: str = "data") -> Path:
+    """Write uploaded images into a folder named by their content, for ``DataConfig(name='folder')``."""
+    digest = hashlib.sha1()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.getvalue())
+    folder = Path(root) / "uploads" / digest.hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        name = Path(f.name).name or "image.png"
+        target = folder / name
+        if not target.exists():
+            target.write_bytes(f.getvalue())
+    return folder
+
+
+def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    """Float 0..1 (B, 3, H, W) -> uint8 (B, H, W, 3)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,167 @@
+"""Data & augmentations: choose the images and BYOL's two random views, and see them at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import streamlit as st
+
+from byol_core.config import AugmentConfig, DataConfig, field_schema, to_json
+from dashboard import augment_controls as ac
+from dashboard import images, state
+from dashboard.preview import run_preview
+
+DOWNLOADABLE = ("fashion-mnist", "cifar10", "stl10")
+PREVIEW_COUNT = 8
+DISPLAY_PX = 96
+
+st.title("Data & augmentations")
+st.markdown(
+    "BYOL never sees a label. It shows a network **two random views** of the same image and teaches "
+    "it to map both to the same point. What the views change (crop, colour, blur…) is what the "
+    "features learn to ignore. Pick a data set, tweak the views, and the Train page uses exactly "
+    "these settings."
+)
+
+
+# --------------------------------------------------------------------------- data set
+def _on_source_change() -> None:
+    st.session_state.pop("data.download_error", None)
+
+
+def _choose_data() -> None:
+    sources = list(state.DATASET_LABELS)
+    if "data.source" not in st.session_state:
+        st.session_state["data.source"] = st.session_state.get(state.SOURCE_KEY, "digits")
+    col_select, col_detail = st.columns([1, 2])
+    source = col_select.selectbox("Data set", sources, key="data.source", format_func=state.DATASET_LABELS.get,
+                                  on_change=_on_source_change,
+                                  help="digits is built in; the others are read from the data/ folder "
+                                       "(fashion-mnist also from Debian's dataset-fashion-mnist package).")
+    candidate: DataConfig | None = None
+    current = state.get_data_cfg()
+    with col_detail:
+        if source in ("digits", *DOWNLOADABLE):
+            candidate = DataConfig(name=source, download=False)
+        elif source == "folder":
+            default = current.folder if current.name == "folder" and state.get_data_source() == "folder" else ""
+            if "data.folder" not in st.session_state:
+                st.session_state["data.folder"] = default or ""
+            path = st.text_input("Image folder", key="data.folder", placeholder="/path/to/images",
+                                 help="One subfolder per class (for accuracy numbers), or a flat folder of "
+                                      "unlabelled images. Images are centre-cropped square.")
+            if path.strip():
+                with state.user_errors():
+                    candidate = DataConfig(name="folder", folder=path.strip())
+        else:
+            files = st.file_uploader("Images (one class per upload, or unlabelled)", accept_multiple_files=True,
+                                     type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key="data.upload")
+            if files:
+                with state.user_errors():
+                    folder = state.save_uploads(files)
+                    candidate = DataConfig(name="folder", folder=str(folder))
+    if candidate is None:
+        st.info(f"Showing **{current.name}** until the new choice loads.", icon=":material/info:")
+        return
+    try:
+        with st.spinner(f"Loading {candidate.name}…"):
+            splits = state.load_splits(candidate)
+    except state.USER_ERRORS as exc:
+        st.error(f"{exc}", icon=":material/error:")
+        if source in DOWNLOADABLE:
+            st.warning(f"**{source}** is not on this machine yet, so it cannot be used offline. "
+                       "Download it (needs internet; stl10 is 2.6 GB) or pick **digits**, which is built in.",
+                       icon=":material/cloud_off:")
+            if st.button(f"Download {source} now", key="data.download"):
+                try:
+                    with st.spinner(f"Downloading {source}…"):
+                        state.load_splits(dataclasses.replace(candidate, download=True))
+                    st.rerun()
+                except state.USER_ERRORS as exc2:
+                    st.error(f"{exc2}", icon=":material/error:")
+        st.info(f"Still using **{current.name}**.", icon=":material/info:")
+        return
+    if candidate != current:
+        state.set_data_cfg(candidate, source)
+        if candidate.name != current.name:
+            # Each data set has its natural view size; the rest of the augmentation stays as it was.
+            size = state.DEFAULT_IMAGE_SIZE.get(candidate.name, 32)
+            state.set_augment_cfg(dataclasses.replace(state.get_augment_cfg(), image_size=size))
+            st.session_state["aug.image_size"] = size
+    labelled = f"{splits.num_classes} classes" if splits.num_classes else "no class labels"
+    skipped = f", {len(splits.skipped_files)} files skipped" if splits.skipped_files else ""
+    st.caption(f"**{splits.name}**: {len(splits.train)} training and {len(splits.test)} test images, "
+               f"{labelled}, stored at {tuple(splits.train.images.shape[2:])} px{skipped}.")
+    if splits.skipped_files:
+        with st.expander("Skipped files"):
+            st.code("\n".join(splits.skipped_files[:50]), language=None)
+
+
+_choose_data()
+data_cfg = state.get_data_cfg()
+
+# --------------------------------------------------------------------------- augmentation controls
+aug_cfg = state.get_augment_cfg()
+ac.init_widgets(aug_cfg)
+if "aug.seed" not in st.session_state:
+    st.session_state["aug.seed"] = 0
+
+
+def _new_draw() -> None:
+    st.session_state["aug.seed"] = int(st.session_state.get("aug.seed", 0)) + 1
+
+
+st.subheader("Augmentations")
+left, right = st.columns([5, 7], gap="medium")
+with left:
+    schema = {row["name"]: row for row in field_schema(AugmentConfig)}
+    c1, c2 = st.columns(2)
+    size_row = schema["image_size"]
+    image_size = c1.number_input("View size (image_size, px)", min_value=int(size_row["min"]),
+                                 max_value=int(size_row["max"]), step=4, key="aug.image_size",
+                                 help=size_row["help"])
+    backend_row = schema["backend"]
+    backend = c2.selectbox("Training backend", list(backend_row["choices"]), key="aug.backend",
+                           help=backend_row["help"] + " The preview always uses Kornia, the reference.")
+    tabs = st.tabs([ac.VIEW_TITLES[v] for v in ac.VIEWS])
+    views = {}
+    for tab, view in zip(tabs, ac.VIEWS, strict=True):
+        with tab:
+            st.caption("View 1 is always blurred and never solarized; view 2 is rarely blurred and sometimes "
+                       "solarized (BYOL paper, Table 6)." if view == "view1" else
+                       "The asymmetry between the two views is part of the recipe.")
+            views[view] = None
+            with state.user_errors(f"{ac.VIEW_TITLES[view]}: "):
+                views[view] = ac.view_controls(view)
+    st.button("Reset to BYOL paper defaults", on_click=ac.reset_to_paper, icon=":material/restart_alt:",
+              key="aug.reset")
+
+if all(v is not None for v in views.values()):
+    with state.user_errors():
+        aug_cfg = AugmentConfig(image_size=int(image_size), backend=backend, view1=views["view1"],
+                                view2=views["view2"])
+        state.set_augment_cfg(aug_cfg)
+
+# --------------------------------------------------------------------------- preview
+with right:
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    seed = c1.number_input("Seed of the random draw", min_value=0, step=1, key="aug.seed",
+                           help="The same seed draws the same views; change it (or press New draw) for others.")
+    c2.button("New draw", on_click=_new_draw, icon=":material/casino:", key="aug.new_draw")
+    with state.user_errors():
+        sample, names = state.preview_sample(data_cfg, PREVIEW_COUNT)
+        t0 = time.perf_counter()
+        originals, view1, view2 = run_preview(sample, aug_cfg, int(seed))
+        grid = images.pair_grid(originals, view1, view2, DISPLAY_PX)
+        elapsed = 1000 * (time.perf_counter() - t0)
+        st.markdown("**Each row: original · view 1 · view 2**")
+        st.image(grid, caption=f"{len(sample)} training images"
+                 f"{' (' + ', '.join(names) + ')' if any(names) else ''}; views drawn at {aug_cfg.image_size} px, "
+                 f"shown at {DISPLAY_PX} px; drawn in {elapsed:.0f} ms.")
+    st.page_link("views/train.py", label="Train with these settings", icon=":material/arrow_forward:")
+    tab_json, tab_python = st.tabs(["Config (JSON)", "The same pipeline in Python"])
+    with tab_json:
+        st.code(to_json(aug_cfg), language="json", height=320)
+    with tab_python:
+        st.code(ac.python_snippet(aug_cfg, data_cfg.name, data_cfg.folder, int(seed)), language="python")
