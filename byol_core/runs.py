@@ -131,8 +131,11 @@ class Run:
     def read_status(self) -> dict[str, Any]:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
         status = self._read_status_file()
-        if status.get("state") == "running" and not _owner_alive(status, self.id):
+        state = status.get("state")
+        if state == "running" and not _owner_alive(status, self.id):
             status["state"] = "interrupted"
+        elif state == "queued" and status.get("pid") != os.getpid() and not _owner_alive(status, self.id):
+            status["state"] = "interrupted"  # queued by a process that died before starting it
         return status
 
     # -- checkpoints and encoder

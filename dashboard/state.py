@@ -23,7 +23,7 @@ import torch
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
 from byol_core.data import DataError, DataSplits, load_data
 from byol_core.jobs import JobManager
-from byol_core.presets import byol_paper_augment
+from byol_core.presets import byol_paper_augment, get_preset
 from byol_core.runs import RunStore
 
 RUNS_DIR_ENV = "BYOL_RUNS_DIR"
@@ -110,7 +110,14 @@ def user_errors(prefix: str = "") -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- per-session choices
+# Data sets with a preset tuned for them start from that preset's views (e.g. no flips for digits);
+# the others start from the paper's.
+TUNED_PRESET = {"digits": "digits-quick", "fashion-mnist": "cpu-quick"}
+
+
 def default_augment(dataset: str) -> AugmentConfig:
+    if dataset in TUNED_PRESET:
+        return get_preset(TUNED_PRESET[dataset]).augment
     return byol_paper_augment(DEFAULT_IMAGE_SIZE.get(dataset, 32))
 
 

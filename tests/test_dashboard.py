@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from byol_core.config import AugmentConfig
-from byol_core.presets import byol_paper_augment
+from byol_core.presets import byol_paper_augment, get_preset
 from byol_core.runs import RunStore
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -88,7 +88,8 @@ def test_augmentation_controls_are_generated_from_the_schema(runs_dir):
             slider = at.slider(key=f"aug.{view}.{key}")
             assert slider.help, key  # the schema's help text
     assert at.slider(key="aug.view2.solarize_p").value == pytest.approx(0.2)
-    assert at.slider(key="aug.view1.crop_scale").value == pytest.approx((0.08, 1.0))
+    assert at.slider(key="aug.view1.crop_scale").value == pytest.approx((0.4, 1.0))  # digits-quick's views
+    assert at.slider(key="aug.view1.flip_p").value == 0.0  # a mirrored digit is no digit
     assert at.toggle(key="aug.view1.solarize.on").value is False  # view 1 is never solarized
     assert at.number_input(key="aug.image_size").value == 16  # digits' default view size
     assert at.number_input(key="aug.seed").value == 0
@@ -156,7 +157,8 @@ def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir
     store = RunStore(runs_dir)
     at = _page(_app(), "views/train.py")
     assert at.radio(key="train.kind").value == "byol"
-    assert at.selectbox(key="train.preset").value == "tiny"
+    assert at.selectbox(key="train.preset").value == "digits-quick"  # the front door's default
+    at.selectbox(key="train.preset").set_value("tiny").run()
     at.number_input(key="train.epochs.byol.tiny.").set_value(1.0).run()
     at.button(key="train.start").click().run()
     assert not at.exception, at.exception
@@ -165,7 +167,7 @@ def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir
     assert status["state"] == "finished", status.get("error")
     cfg, kind, _ = run.read_config()
     assert kind == "byol" and cfg.data.name == "digits" and cfg.byol.optim.epochs == 1.0
-    assert cfg.augment == byol_paper_augment(16)  # the Data page's (default) augmentation
+    assert cfg.augment == get_preset("digits-quick").augment  # the Data page's default for digits
     assert len(store.list()) == 1  # one click, one run
 
     at.run()
@@ -189,6 +191,7 @@ def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir
 def test_a_running_job_blocks_a_duplicate_start_and_can_be_stopped_and_resumed(runs_dir):
     store = RunStore(runs_dir)
     at = _page(_app(), "views/train.py")
+    at.selectbox(key="train.preset").set_value("tiny").run()
     at.number_input(key="train.epochs.byol.tiny.").set_value(400.0).run()
     at.button(key="train.start").click().run()
     _wait_for(store, lambda s: s.get("state") == "running" and s.get("step", 0) > 0, timeout=60)

@@ -72,6 +72,11 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     # Our own process: running only while a thread of ours executes it.
     atomic_write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "updated": time.time()})
     assert Run(run_dir).read_status()["state"] == "interrupted"
+    # Queued by a process that has since died: never going to start.
+    atomic_write_json(run_dir / "status.json", {"state": "queued", "pid": 2 ** 30, "updated": time.time()})
+    assert Run(run_dir).read_status()["state"] == "interrupted"
+    atomic_write_json(run_dir / "status.json", {"state": "queued", "pid": os.getpid(), "updated": time.time()})
+    assert Run(run_dir).read_status()["state"] == "queued"
     mark_active("r1", True)
     try:
         assert Run(run_dir).read_status()["state"] == "running"
