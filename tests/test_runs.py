@@ -77,6 +77,7 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     assert Run(run_dir).read_status()["state"] == "interrupted"
     atomic_write_json(run_dir / "status.json", {"state": "queued", "pid": os.getpid(), "updated": time.time()})
     assert Run(run_dir).read_status()["state"] == "queued"
+    atomic_write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "updated": time.time()})
     mark_active("r1", True)
     try:
         assert Run(run_dir).read_status()["state"] == "running"
