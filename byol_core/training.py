@@ -150,6 +150,22 @@ def _restore_rng(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
+def _checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, step: int, total: int) -> dict[str, Any]:
+    """Everything a resume needs to replay the same run from ``step``: weights, optimiser, RNG."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "total_steps": total, "rng": _rng_state()}
+
+
+def _restore(checkpoint: dict[str, Any] | None, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load a checkpoint made by :func:`_checkpoint`; returns the step to continue from (0 without one)."""
+    if checkpoint is None:
+        return 0
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    _restore_rng(checkpoint["rng"])
+    return int(checkpoint["step"])
+
+
 def _check_finite(loss_value: float, step: int, what: str) -> None:
     if not math.isfinite(loss_value):
         raise TrainingError(f"{what} loss became {loss_value} at step {step}; lower the learning rate "
@@ -283,16 +299,10 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
     optimizer = build_optimizer(model.online_parameters(), optim_cfg, device)
     forward = torch.compile(model) if cfg.runtime.compile else model
 
-    start = 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start = int(checkpoint["step"])
-        _restore_rng(checkpoint["rng"])
+    start = _restore(checkpoint, model, optimizer)
 
     def make_checkpoint(step: int) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "total_steps": total, "rng": _rng_state()}
+        return _checkpoint(model, optimizer, step, total)
 
     history: list[dict[str, Any]] = []
 
@@ -386,12 +396,7 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
                                        cfg.supervised.flip_p, splits.mean, splits.std,
                                        backend=cfg.augment.backend).to(device)
     optimizer = build_optimizer(list(model.parameters()), optim_cfg, device)
-    start = 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start = int(checkpoint["step"])
-        _restore_rng(checkpoint["rng"])
+    start = _restore(checkpoint, model, optimizer)
     history: list[dict[str, Any]] = []
 
     def emit(event: dict[str, Any]) -> None:
@@ -399,8 +404,7 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         _emit(callbacks, event)
 
     def make_checkpoint(step: int) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "total_steps": total, "rng": _rng_state()}
+        return _checkpoint(model, optimizer, step, total)
 
     _emit(callbacks, {"kind": "start", "stage": mode, "step": start, "total_steps": total,
                       "steps_per_epoch": steps_per_epoch, "batch_size": batch, "device": str(device),
