@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import streamlit as st
 
 from byol_core.config import ExperimentConfig, to_json, with_overrides
 from byol_core.presets import PRESETS, get_preset
+from byol_core.runs import Run
 from dashboard import charts, runinfo, state
 
-POLL_SECONDS = 1.5
+# Live charts refresh this often while a job runs: each refresh re-reads metrics and redraws
+# charts, work that competes with training for the same cores (and Python's GIL).
+POLL_SECONDS = 3.0
 RECENT_JOBS_SHOWN = 4
 LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
@@ -174,6 +178,20 @@ with st.container(border=True):
 
 
 # --------------------------------------------------------------------------- live jobs
+def _events(metrics_path: str) -> list[dict]:
+    """A run's metric events, parsed again only when metrics.jsonl has grown since the last read."""
+    try:
+        size = os.path.getsize(metrics_path)
+    except OSError:
+        return []
+    return _events_at(metrics_path, size)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _events_at(metrics_path: str, size: int) -> list[dict]:
+    return Run(os.path.dirname(metrics_path)).read_metrics()
+
+
 def _job_card(job) -> None:
     with st.container(border=True):
         p = job.progress()
@@ -196,7 +214,7 @@ def _job_card(job) -> None:
             st.caption(f"Queued: waits for a free slot (at most {manager.max_concurrent} job(s) at once).")
         elif job.state == "failed":
             st.error(job.error or "The job failed.", icon=":material/error:")
-        events = job.run.read_metrics()
+        events = _events(str(job.run.metrics_path))
         step, total = p["step"], p["total_steps"]
         # The latest event may be an epoch summary without a speed: fall back to the last step's.
         img_per_s = p.get("img_per_s") or next((e["img_per_s"] for e in reversed(events)
@@ -221,19 +239,20 @@ polling = manager.any_active()
 
 @st.fragment(run_every=POLL_SECONDS if polling else None)
 def live_jobs() -> None:
-    jobs = manager.jobs()
-    active = [j for j in jobs if j.active]
-    recent = [j for j in jobs if not j.active][:RECENT_JOBS_SHOWN]
-    st.subheader("Jobs")
-    if not jobs:
-        st.caption("No job started from this dashboard yet. Earlier runs are listed below.")
-    for job in [*active, *recent]:
+    """Only the running and queued jobs redraw on every poll; ended ones are drawn once, below."""
+    active = [j for j in manager.jobs() if j.active]
+    for job in active:
         _job_card(job)
     if polling and not active:
         st.rerun()  # the last job ended: refresh the whole page (run list) and stop polling
 
 
+st.subheader("Jobs")
+if not manager.jobs():
+    st.caption("No job started from this dashboard yet. Earlier runs are listed below.")
 live_jobs()
+for ended in [j for j in manager.jobs() if not j.active][:RECENT_JOBS_SHOWN]:
+    _job_card(ended)
 
 # --------------------------------------------------------------------------- past runs
 st.subheader("All runs")
