@@ -177,6 +177,10 @@ def run_headless(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
                 if cpu_at_start is None and _job_running(runs_dir):
                     cpu_at_start = proc_cpu_s(proc.pid)
                 time.sleep(0.2)
+        except BaseException:  # Ctrl-C, SIGTERM: take the training process down too
+            proc.kill()
+            os.waitpid(proc.pid, 0)
+            raise
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
