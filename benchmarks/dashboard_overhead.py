@@ -36,14 +36,12 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from byol_core.presets import PRESETS, get_preset
 from byol_core.runs import RunStore
+from dashboard.serve import free_port, settle, wait_healthy
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "dashboard_overhead.json"
 CHROMIUM = "/usr/bin/chromium"
@@ -205,34 +204,10 @@ def _job_running(runs_dir: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- dashboard
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"streamlit did not answer at {url} within {timeout} s")
 
 
-def _settle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current script run and dropped stale elements."""
-    page.wait_for_timeout(700)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
-        " && !document.querySelector('[data-stale=\"true\"]')",
-        timeout=timeout)
-    page.wait_for_timeout(400)
 
 
 def _errors(page) -> list[str]:
@@ -259,10 +234,10 @@ def fill_train_form(page, args: argparse.Namespace) -> None:
         box = page.get_by_test_id("stSelectbox").filter(has_text="Preset (starting point)").first
         box.click()
         page.get_by_role("option", name=args.preset, exact=True).first.click()
-        _settle(page)
+        settle(page)
     if args.preset_data:
         page.get_by_text("Use the preset's own data set").first.click()
-        _settle(page)
+        settle(page)
     _set_number(page, "Epochs", args.epochs)
     # The form offers the preset's kNN interval, but 1 where the preset has 0 (tiny): match the CLI.
     knn_every = get_preset(args.preset).byol.knn_every_epochs or 0
@@ -279,7 +254,7 @@ def _set_number(page, label: str, value: float) -> bool:
         return False
     box.fill(f"{value:g}")
     box.press("Enter")
-    _settle(page)
+    settle(page)
     shown = float(box.input_value())
     if shown != value:
         raise RuntimeError(f"the {label!r} input shows {shown}, not {value}")
@@ -289,7 +264,7 @@ def _set_number(page, label: str, value: float) -> bool:
 def run_ui(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BYOL_RUNS_DIR": str(runs_dir), "BYOL_MAX_JOBS": "1", **dict(args.ui_env)}
     log_path = runs_dir.parent / f"{runs_dir.name}-streamlit.log"
@@ -300,14 +275,14 @@ def run_ui(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     out: dict[str, Any] = {"mode": "ui"}
     try:
-        _wait_healthy(url, server)
+        wait_healthy(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport=VIEWPORT)
                 page.goto(f"{url}/train", wait_until="domcontentloaded")
                 page.get_by_role("heading", name="Train", exact=True).first.wait_for(timeout=120_000)
-                _settle(page)
+                settle(page)
                 fill_train_form(page, args)
                 if errors := _errors(page):
                     raise RuntimeError(f"the Train page shows errors before Start: {errors}")

@@ -8,14 +8,13 @@ test-artifacts/screenshots/. Skipped when Chromium or Playwright is missing (fai
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from dashboard.serve import free_port, settle, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,29 +32,13 @@ def _need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer at {url} within {timeout} s")
 
 
 @pytest.fixture()
 def server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1"}
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
@@ -64,7 +47,7 @@ def server(tmp_path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc)
         yield url
     finally:
         proc.terminate()
@@ -77,20 +60,12 @@ def server(tmp_path):
         print((tmp_path / "streamlit.log").read_text()[-3000:])
 
 
-def _settle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current script run and dropped stale elements."""
-    page.wait_for_timeout(700)  # the running indicator shows up with a short delay
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')"
-        " && !document.querySelector('[data-stale=\"true\"]')",
-        timeout=timeout)
-    page.wait_for_timeout(400)
 
 
 def _goto(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
     page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=60_000)
-    _settle(page)
+    settle(page)
 
 
 def _no_error_boxes(page) -> None:
@@ -139,7 +114,7 @@ def test_dashboard_in_chromium(server):
 
             # Data & augmentations: the preview grid, the controls, no error.
             page.get_by_role("heading", name="Data & augmentations").first.wait_for(timeout=90_000)
-            _settle(page)
+            settle(page)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
             assert page.get_by_text("Reset to BYOL paper defaults").count() == 1
             _no_error_boxes(page)
@@ -150,12 +125,12 @@ def test_dashboard_in_chromium(server):
             page.get_by_role("button", name="Start", exact=True).click()
             page.wait_for_function(CHART_HAS_POINTS, timeout=180_000)
             page.get_by_text("Finished: kNN accuracy").first.wait_for(timeout=180_000)
-            _settle(page)
+            settle(page)
             page.get_by_text("Supervised from scratch (baseline)").click()
-            _settle(page)
+            settle(page)
             page.get_by_role("button", name="Start", exact=True).click()
             page.get_by_text("Finished: test accuracy").first.wait_for(timeout=180_000)
-            _settle(page)
+            settle(page)
             _no_error_boxes(page)
             _shot(page, "2-train.png")
 
@@ -163,7 +138,7 @@ def test_dashboard_in_chromium(server):
             _goto(page, "Compare")
             page.get_by_role("button", name="Run random-init kNN").click()
             page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=120_000)
-            _settle(page)
+            settle(page)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             assert page.get_by_text("Download CSV").count() == 1
             _no_error_boxes(page)
@@ -172,7 +147,7 @@ def test_dashboard_in_chromium(server):
             # Embeddings: PCA layout (fixed while we click), click a point, see its neighbours.
             _goto(page, "Embeddings")
             page.get_by_text("PCA", exact=True).first.click()
-            _settle(page)
+            settle(page)
             page.wait_for_function(f"() => ({FIRST_POINT})() !== null", timeout=90_000)
             page.wait_for_timeout(1000)
             selected = page.get_by_text("Selected: class").first
@@ -186,16 +161,16 @@ def test_dashboard_in_chromium(server):
                     selected.wait_for(timeout=20_000)
                     break
                 except PlaywrightTimeout:
-                    _settle(page)
+                    settle(page)
             selected.wait_for(timeout=30_000)
-            _settle(page)
+            settle(page)
             _no_error_boxes(page)
             _shot(page, "4-embeddings-pca.png")
 
             # UMAP (computed in a background thread) replaces PCA when done; the selection stays.
             page.get_by_text("UMAP", exact=True).first.click()
             page.get_by_text("· UMAP of").first.wait_for(timeout=240_000)
-            _settle(page)
+            settle(page)
             assert page.get_by_text("Selected: class").count() >= 1
             _no_error_boxes(page)
             _shot(page, "5-embeddings-umap.png")
