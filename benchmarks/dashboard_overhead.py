@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from byol_core.presets import PRESETS, get_preset
 from byol_core.runs import RunStore
-from dashboard.serve import free_port, settle, wait_healthy
+from dashboard.serve import free_port, settle, stop_server, wait_healthy
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "dashboard_overhead.json"
 CHROMIUM = "/usr/bin/chromium"
@@ -310,12 +310,7 @@ def run_ui(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
             finally:
                 browser.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)
         log.close()
     return {**out, **run_summary(runs_dir)}
 

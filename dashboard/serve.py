@@ -38,3 +38,13 @@ def settle(page, timeout: float = 60_000) -> None:
         " && !document.querySelector('[data-stale=\"true\"]')",
         timeout=timeout)
     page.wait_for_timeout(400)
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM (Streamlit shuts down cleanly), then kill if it has not exited within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

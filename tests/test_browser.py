@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.serve import free_port, settle, wait_healthy
+from dashboard.serve import free_port, settle, stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,12 +50,7 @@ def server(tmp_path):
         wait_healthy(url, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_server(proc)
         log.close()
         print((tmp_path / "streamlit.log").read_text()[-3000:])
 
