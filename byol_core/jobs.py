@@ -1,16 +1,28 @@
-"""Background jobs: training runs in threads, for the dashboard (or any long-lived process).
+"""Background jobs: training runs for the dashboard (or any long-lived process).
 
 A :class:`JobManager` is thread-safe and knows nothing of the UI: the dashboard keeps one per
 process and only reads from it. Jobs write everything worth keeping into their run folder, so a
 page refresh, a second tab or a restart loses nothing: the run store is the source of truth.
+
+Each job has a supervising thread. With ``isolation="process"`` (the default) that thread starts a
+worker process (:mod:`byol_core.worker`) and follows the run folder's metrics, so training does not
+share the GIL with the host: a Streamlit rerun holds it for 50-150 ms while it builds charts, and a
+small model's step is hundreds of short operations that each need it back. ``"thread"`` trains in
+the supervising thread itself: no start-up cost (a worker spends ~5 s importing torch), for tests
+and scripts.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import runner
@@ -19,6 +31,9 @@ from .runs import Run, RunStore
 
 JOB_KINDS = ("byol", "scratch", "finetune", "linear", "evaluate")
 ACTIVE = ("queued", "running")
+ISOLATIONS = ("process", "thread")
+FOLLOW_SECONDS = 0.5  # how often a supervising thread reads its worker's new metrics
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
 
 
 @dataclass
@@ -38,6 +53,7 @@ class Job:
     last_event: dict[str, Any] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -57,13 +73,24 @@ class Job:
 
 
 class JobManager:
-    """Starts, queues, stops and resumes jobs; at most ``max_concurrent`` run at once."""
+    """Starts, queues, stops and resumes jobs; at most ``max_concurrent`` run at once.
 
-    def __init__(self, store: RunStore, max_concurrent: int = 1) -> None:
+    ``isolation``: ``"process"`` trains each job in a worker process, ``"thread"`` in this one.
+    ``worker_threads``: torch CPU threads of a worker whose config does not set ``runtime.num_threads``
+    (None: torch's default, all cores; with the dashboard's light refreshes that trained faster than
+    leaving a core to the page, see ``benchmarks/dashboard_overhead.py``).
+    """
+
+    def __init__(self, store: RunStore, max_concurrent: int = 1, isolation: str = "process",
+                 worker_threads: int | None = None) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent = {max_concurrent}; at least 1 job must be able to run.")
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation = {isolation!r}; choose one of {ISOLATIONS}.")
         self.store = store
         self.max_concurrent = max_concurrent
+        self.isolation = isolation
+        self.worker_threads = worker_threads
         self._slots = threading.Semaphore(max_concurrent)
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
@@ -88,7 +115,7 @@ class JobManager:
             run = self.store.create(store_kind, cfg, {"mode": kind, "from_run": from_run})
             job = Job(id=run.id, kind=kind, label=label or f"{kind} · {cfg.name}", run=run, key=key)
             self._jobs[job.id] = job
-            self._start(job, lambda stop, cbs: self._work(job, cfg, from_run, stop, cbs))
+            self._start(job)
         return job
 
     def resume(self, run_id: str) -> Job:
@@ -102,22 +129,11 @@ class JobManager:
             kind = options.get("mode") or store_kind
             job = Job(id=run_id, kind=kind, label=f"{kind} · resumed", run=run, key=f"resume|{run_id}")
             self._jobs[run_id] = job
-            self._start(job, lambda stop, cbs: runner.resume(self.store, run_id, callbacks=cbs, stop_event=stop))
+            self._start(job, check=lambda: runner.resume_check(self.store, run_id))
         return job
 
-    def _work(self, job: Job, cfg: ExperimentConfig, from_run: str | None, stop: threading.Event,
-              callbacks: list) -> None:
-        if job.kind == "byol":
-            runner.pretrain(cfg, self.store, callbacks=callbacks, stop_event=stop, run=job.run)
-        elif job.kind == "evaluate":
-            runner.evaluate(cfg, self.store, from_run=from_run, run=job.run)
-        else:
-            runner.supervised(cfg, self.store, job.kind, from_run=from_run, callbacks=callbacks,
-                              stop_event=stop, run=job.run)
-
-    def _start(self, job: Job, work: Callable[[threading.Event, list], None]) -> None:
-        def on_event(event: dict[str, Any]) -> None:
-            job.last_event = event  # one reference swap: safe to read from other threads
+    def _start(self, job: Job, check: Callable[[], Any] | None = None) -> None:
+        """Give ``job`` a supervising thread that waits for a slot, then trains (``check`` first)."""
 
         def target() -> None:
             with self._slots:  # queued until a slot frees up
@@ -127,7 +143,13 @@ class JobManager:
                     return
                 job.state, job.started = "running", time.time()
                 try:
-                    work(job.stop_event, [on_event])
+                    if check is not None:
+                        check()
+                    if self.isolation == "process":
+                        self._train_in_worker(job)
+                    else:
+                        runner.execute(self.store, job.run, callbacks=[lambda e: setattr(job, "last_event", e)],
+                                       stop_event=job.stop_event)
                     status = job.run.read_status()
                     job.state = status.get("state", "finished")
                     job.error = status.get("error")
@@ -139,6 +161,38 @@ class JobManager:
         job.thread = threading.Thread(target=target, name=f"byol-job-{job.id}", daemon=True)
         job.thread.start()
 
+    def _train_in_worker(self, job: Job) -> None:
+        """Run the job in ``python -m byol_core.worker``, following its metrics until it exits."""
+        run = job.run
+        run.clear_stop_request()
+        env = dict(os.environ)
+        # The worker must import this very byol_core, wherever the host was started from.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+        command = [sys.executable, "-m", "byol_core.worker", str(self.store.root), run.id,
+                   "--parent-pid", str(os.getpid())]
+        if self.worker_threads:
+            command += ["--threads", str(self.worker_threads)]
+        follower = _MetricsFollower(run.metrics_path)
+        with open(run.worker_log_path, "ab") as log:
+            job.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+            while True:
+                try:
+                    returncode = job.process.wait(FOLLOW_SECONDS)
+                except subprocess.TimeoutExpired:
+                    returncode = None
+                if job.stop_event.is_set() and not run.stop_requested():
+                    run.request_stop()  # also covers a stop that came while the worker was starting
+                event = follower.latest()
+                if event is not None:
+                    job.last_event = event
+                if returncode is not None:
+                    break
+        run.clear_stop_request()
+        if returncode != 0 and run.read_status().get("state") not in ("failed", "finished", "stopped"):
+            # A hard crash (killed, out of memory, segfault) that could not write its own status.
+            tail = _tail(run.worker_log_path) or "no output"
+            run.set_status("failed", error=f"the worker process exited with code {returncode}: {tail}")
+
     # -- controlling and reading
     def stop(self, job_id: str) -> None:
         """Ask a job to stop; it saves a checkpoint and ends as 'stopped' (resumable)."""
@@ -146,6 +200,8 @@ class JobManager:
             job = self._jobs.get(job_id)
         if job is not None:
             job.stop_event.set()
+            if job.process is not None:
+                job.run.request_stop()
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -168,11 +224,49 @@ class JobManager:
         return job
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop every job and wait for the threads (tests, process exit)."""
+        """Stop every job and wait for it (tests, process exit); a worker that outlasts ``timeout`` is killed."""
         for job in self.jobs():
-            job.stop_event.set()
+            self.stop(job.id)
+        deadline = time.monotonic() + timeout
         for job in self.jobs():
             if job.thread is not None:
-                job.thread.join(timeout)
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+            if job.process is not None and job.process.poll() is None:
+                job.process.kill()
+                job.process.wait()
         with self._lock:
             self._jobs.clear()
+
+
+class _MetricsFollower:
+    """Reads the events appended to a metrics.jsonl since the last call (complete lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def latest(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return None
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return None
+        self.offset += end + 1
+        for line in reversed(chunk[:end].splitlines()):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+        return None
+
+
+def _tail(path: Path, max_chars: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return ""
+    return text[-max_chars:]

@@ -133,22 +133,43 @@ def evaluate(cfg: ExperimentConfig, store: RunStore, *, from_run: str | None = N
     return run
 
 
+def resume_check(store: RunStore, run_id: str) -> Run:
+    """The run, if it can be resumed; else a ValueError that says why."""
+    run = store.get(run_id)
+    status = run.read_status()
+    if status.get("state") == "finished":
+        raise ValueError(f"run {run_id} has already finished; nothing to resume.")
+    if status.get("state") == "running":
+        raise ValueError(f"run {run_id} is still running in process {status.get('pid')}.")
+    _, kind, _ = run.read_config()
+    if kind not in ("byol", "supervised", "linear"):
+        raise ValueError(f"run {run_id} is of kind {kind!r}, which cannot be resumed; start it again.")
+    return run
+
+
 def resume(store: RunStore, run_id: str, *, callbacks: Sequence[Callback] = (),
            stop_event: threading.Event | None = None) -> Run:
     """Continue a stopped or interrupted run from its last checkpoint, with the same step count."""
-    run = store.get(run_id)
-    state = run.read_status().get("state")
-    if state == "finished":
-        raise ValueError(f"run {run_id} has already finished; nothing to resume.")
-    if state == "running":
-        raise ValueError(f"run {run_id} is still running in process {run.read_status().get('pid')}.")
+    return execute(store, resume_check(store, run_id), callbacks=callbacks, stop_event=stop_event)
+
+
+def execute(store: RunStore, run: Run, *, callbacks: Sequence[Callback] = (),
+            stop_event: threading.Event | None = None) -> Run:
+    """Carry out a run that already has a folder, from its checkpoint when it has one.
+
+    Everything needed is in the folder (config, kind, mode and source run), so a job manager can
+    hand this to a thread or to a separate worker process (:mod:`byol_core.worker`) alike.
+    """
     cfg, kind, options = run.read_config()
     if kind == "byol":
         return pretrain(cfg, store, callbacks=callbacks, stop_event=stop_event, run=run)
     if kind in ("supervised", "linear"):
         return supervised(cfg, store, options["mode"], from_run=options.get("from_run"),
                           callbacks=callbacks, stop_event=stop_event, run=run)
-    raise ValueError(f"run {run_id} is of kind {kind!r}, which cannot be resumed; start it again.")
+    if kind == "evaluate":
+        return evaluate(cfg, store, from_run=options.get("from_run"), run=run)
+    raise ValueError(f"run {run.id} is of kind {kind!r}; a job can only carry out byol, supervised, linear "
+                     "or evaluate runs.")
 
 
 def run_results(run: Run) -> dict[str, Any]:

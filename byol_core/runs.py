@@ -6,6 +6,8 @@
   ``status.json``     state, progress and results, replaced atomically
   ``checkpoint.pt``   latest training state (loaded with ``weights_only=True``)
   ``encoder.pt``      the backbone's plain ``state_dict`` (torchvision-compatible)
+  ``stop.request``    present while someone has asked the run's worker process to stop
+  ``worker.log``      a worker process's own output (tracebacks of hard crashes)
 """
 
 from __future__ import annotations
@@ -77,6 +79,18 @@ class Run:
     status_path = property(lambda self: self.path / "status.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     encoder_path = property(lambda self: self.path / "encoder.pt")
+    stop_request_path = property(lambda self: self.path / "stop.request")
+    worker_log_path = property(lambda self: self.path / "worker.log")
+
+    # -- stop requests (the channel to a worker in another process)
+    def request_stop(self) -> None:
+        self.stop_request_path.touch()
+
+    def stop_requested(self) -> bool:
+        return self.stop_request_path.exists()
+
+    def clear_stop_request(self) -> None:
+        self.stop_request_path.unlink(missing_ok=True)
 
     # -- config
     def write_config(self, cfg: ExperimentConfig, kind: str, options: dict[str, Any] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Process-wide objects and per-session choices shared by the dashboard's pages.
 
 Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.jobs.JobManager` that runs
-training in background threads, and the UMAP :class:`~byol_core.embeddings.ProjectionJobs`. Per
+training jobs in background worker processes, and the UMAP :class:`~byol_core.embeddings.ProjectionJobs`. Per
 session (``st.session_state``): the data set and augmentation the Data page chose, so the Train
 page trains on exactly what was previewed. Nothing here learns anything; it only wires
 ``byol_core`` objects to the UI.
@@ -28,6 +28,7 @@ from byol_core.runs import RunStore
 
 RUNS_DIR_ENV = "BYOL_RUNS_DIR"
 MAX_JOBS_ENV = "BYOL_MAX_JOBS"
+WORKER_THREADS_ENV = "BYOL_WORKER_THREADS"
 
 # Errors a person can cause (a bad path, a value out of range, a missing run): shown as st.error.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ValueError, FileNotFoundError)
@@ -53,12 +54,20 @@ def runs_dir() -> str:
     return os.environ.get(RUNS_DIR_ENV) or "runs"
 
 
-def max_jobs() -> int:
-    raw = os.environ.get(MAX_JOBS_ENV) or "1"
+def _positive_int_env(name: str, default: int | None) -> int | None:
     try:
-        return max(1, int(raw))
-    except ValueError:
-        return 1
+        return max(1, int(os.environ[name]))
+    except (KeyError, ValueError):
+        return default
+
+
+def max_jobs() -> int:
+    return _positive_int_env(MAX_JOBS_ENV, 1)
+
+
+def worker_threads() -> int | None:
+    """Torch threads per training job (None: torch's default, all cores)."""
+    return _positive_int_env(WORKER_THREADS_ENV, None)
 
 
 def _release_manager(manager: JobManager) -> None:
@@ -66,8 +75,8 @@ def _release_manager(manager: JobManager) -> None:
 
 
 @st.cache_resource(show_spinner=False, on_release=_release_manager)
-def _manager(root: str, max_concurrent: int) -> JobManager:
-    manager = JobManager(RunStore(root), max_concurrent=max_concurrent)
+def _manager(root: str, max_concurrent: int, threads: int | None) -> JobManager:
+    manager = JobManager(RunStore(root), max_concurrent=max_concurrent, worker_threads=threads)
     # On a clean exit (Ctrl-C, SIGTERM) jobs save a checkpoint and end as 'stopped', ready to resume;
     # after a hard kill their runs read 'interrupted', which the Train page can resume as well.
     atexit.register(manager.shutdown, 20.0)
@@ -76,7 +85,7 @@ def _manager(root: str, max_concurrent: int) -> JobManager:
 
 def get_manager() -> JobManager:
     """The process's JobManager (one per runs folder and job limit)."""
-    return _manager(runs_dir(), max_jobs())
+    return _manager(runs_dir(), max_jobs(), worker_threads())
 
 
 def get_store() -> RunStore:

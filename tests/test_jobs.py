@@ -1,3 +1,7 @@
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -8,9 +12,9 @@ from byol_core.jobs import JobManager
 from byol_core.presets import get_preset
 
 
-@pytest.fixture()
-def manager(store):
-    m = JobManager(store, max_concurrent=1)
+@pytest.fixture(params=["process", "thread"])
+def manager(store, request):
+    m = JobManager(store, max_concurrent=1, isolation=request.param)
     yield m
     m.shutdown()
 
@@ -28,6 +32,8 @@ def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
     assert job.progress()["fraction"] == 1.0
     assert job.run.read_status()["state"] == "finished"
     assert any(e["kind"] == "step" for e in job.run.read_metrics())
+    trained_in = job.run.read_status()["pid"]
+    assert (trained_in != os.getpid()) == (manager.isolation == "process")
 
 
 def test_identical_requests_while_active_start_one_job(manager, cfg):
@@ -83,3 +89,40 @@ def test_failures_are_recorded_not_raised(manager, cfg):
         manager.submit("finetune", cfg)
     with pytest.raises(ValueError, match="unknown job kind"):
         manager.submit("dance", cfg)
+
+
+def _wait_until(condition, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_worker_that_dies_hard_fails_the_job_with_its_exit_code(store, cfg):
+    manager = JobManager(store, isolation="process")
+    try:
+        job = manager.submit("byol", with_overrides(cfg, {"byol.optim.epochs": 200}))
+        _wait_until(lambda: job.last_event.get("step", 0) > 0, 60)
+        os.kill(job.process.pid, signal.SIGKILL)
+        manager.wait(job.id, timeout=30)
+        assert job.state == "failed"
+        assert "exited with code -9" in job.error
+    finally:
+        manager.shutdown()
+
+
+def test_a_worker_stops_with_a_checkpoint_when_its_parent_is_gone(store, cfg):
+    run = store.create("byol", with_overrides(cfg, {"byol.optim.epochs": 200}))
+    # A --parent-pid that is not our parent reads as "the dashboard that started me has died".
+    not_parent = os.getpid() + 1_000_000
+    result = subprocess.run([sys.executable, "-m", "byol_core.worker", str(store.root), run.id,
+                             "--parent-pid", str(not_parent)],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    status = run.read_status()
+    assert status["state"] == "stopped"
+    assert 0 <= run.load_checkpoint()["step"] < status["results"]["total_steps"]
+
+
+def test_an_unknown_isolation_is_refused(store):
+    with pytest.raises(ValueError, match="isolation"):
+        JobManager(store, isolation="fork")
