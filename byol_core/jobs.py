@@ -59,6 +59,14 @@ class Job:
     def active(self) -> bool:
         return self.state in ACTIVE
 
+    def observe(self, event: dict[str, Any]) -> None:
+        """Fold a metric event into ``last_event``: the latest value of every field.
+
+        So an epoch summary (no speed) does not hide the last step's img/s. One reference swap:
+        safe to read from other threads.
+        """
+        self.last_event = {**self.last_event, **event}
+
     def progress(self) -> dict[str, Any]:
         """Fraction done, images per second and an ETA in seconds, from the latest event."""
         event = self.last_event
@@ -148,8 +156,7 @@ class JobManager:
                     if self.isolation == "process":
                         self._train_in_worker(job)
                     else:
-                        runner.execute(self.store, job.run, callbacks=[lambda e: setattr(job, "last_event", e)],
-                                       stop_event=job.stop_event)
+                        runner.execute(self.store, job.run, callbacks=[job.observe], stop_event=job.stop_event)
                     status = job.run.read_status()
                     job.state = status.get("state", "finished")
                     job.error = status.get("error")
@@ -181,10 +188,9 @@ class JobManager:
                 except subprocess.TimeoutExpired:
                     returncode = None
                 if job.stop_event.is_set() and not run.stop_requested():
-                    run.request_stop()  # also covers a stop that came while the worker was starting
-                event = follower.latest()
-                if event is not None:
-                    job.last_event = event
+                    run.request_stop()  # the worker checks for it every 0.25 s
+                for event in follower.new_events():
+                    job.observe(event)
                 if returncode is not None:
                     break
         run.clear_stop_request()
@@ -199,9 +205,7 @@ class JobManager:
         with self._lock:
             job = self._jobs.get(job_id)
         if job is not None:
-            job.stop_event.set()
-            if job.process is not None:
-                job.run.request_stop()
+            job.stop_event.set()  # a worker's supervising thread passes it on as stop.request
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -245,23 +249,24 @@ class _MetricsFollower:
         self.path = path
         self.offset = path.stat().st_size if path.exists() else 0
 
-    def latest(self) -> dict[str, Any] | None:
+    def new_events(self) -> list[dict[str, Any]]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
         except FileNotFoundError:
-            return None
-        end = chunk.rfind(b"\n")
+            return []
+        end = chunk.rfind(b"\n")  # a line still being written waits for the next call
         if end < 0:
-            return None
+            return []
         self.offset += end + 1
-        for line in reversed(chunk[:end].splitlines()):
+        events = []
+        for line in chunk[:end].splitlines():
             try:
-                return json.loads(line)
+                events.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-        return None
+        return events
 
 
 def _tail(path: Path, max_chars: int = 400) -> str:

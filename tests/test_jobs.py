@@ -19,6 +19,12 @@ def manager(store, request):
     m.shutdown()
 
 
+def _wait_until(condition, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def cfg():
     return get_preset("tiny")
@@ -30,6 +36,7 @@ def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
     manager.wait(job.id, timeout=120)
     assert job.state == "finished", job.error
     assert job.progress()["fraction"] == 1.0
+    assert job.progress()["img_per_s"] > 0  # the last step's speed outlives the epoch and end events
     assert job.run.read_status()["state"] == "finished"
     assert any(e["kind"] == "step" for e in job.run.read_metrics())
     trained_in = job.run.read_status()["pid"]
@@ -55,9 +62,7 @@ def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 200})
     first = manager.submit("byol", long)
     second = manager.submit("scratch", cfg)
-    deadline = time.time() + 30
-    while first.state != "running" and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_until(lambda: first.state == "running", 30)
     assert first.state == "running" and second.state == "queued"
     manager.stop(first.id)
     manager.wait(second.id, timeout=120)
@@ -67,9 +72,7 @@ def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
 def test_a_stopped_job_resumes_to_the_end(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 30, "runtime.log_every": 1})
     job = manager.submit("byol", long)
-    deadline = time.time() + 60
-    while job.last_event.get("step", 0) < 3 and time.time() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: job.last_event.get("step", 0) >= 3, 60)
     manager.stop(job.id)
     manager.wait(job.id, timeout=60)
     assert job.state == "stopped"
@@ -89,12 +92,6 @@ def test_failures_are_recorded_not_raised(manager, cfg):
         manager.submit("finetune", cfg)
     with pytest.raises(ValueError, match="unknown job kind"):
         manager.submit("dance", cfg)
-
-
-def _wait_until(condition, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.05)
 
 
 def test_a_worker_that_dies_hard_fails_the_job_with_its_exit_code(store, cfg):

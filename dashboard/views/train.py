@@ -217,12 +217,7 @@ def _job_status(job) -> None:
         st.caption(f"Queued: waits for a free slot (at most {manager.max_concurrent} job(s) at once).")
     elif job.state == "failed":
         st.error(job.error or "The job failed.", icon=":material/error:")
-    step, total = p["step"], p["total_steps"]
-    # The latest event may be an epoch summary without a speed: fall back to the last step's.
-    img_per_s = p.get("img_per_s")
-    if img_per_s is None and job.state == "running":
-        img_per_s = next((e["img_per_s"] for e in reversed(_events(str(job.run.metrics_path)))
-                          if e.get("kind") == "step" and e.get("img_per_s")), None)
+    step, total, img_per_s = p["step"], p["total_steps"], p.get("img_per_s")
     speed = f" · {img_per_s:.0f} img/s" if img_per_s and job.state == "running" else ""
     eta = f" · ETA {runinfo.format_seconds(p['eta_s'])}" if job.state == "running" and p.get("eta_s") else ""
     st.progress(float(p["fraction"]), text=f"step {step}/{total or '?'}{speed}{eta}")
