@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .config import DATASETS, DataConfig
+from .files import atomic_torch_save
 
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
@@ -535,11 +536,8 @@ def _load_folder(cfg: DataConfig, report: Progress) -> _Source:
             cache.unlink(missing_ok=True)
     source = _decode_folder(cfg, report)
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"classes": list(source.classes), "images": source.train.images,
-                    "labels": source.train.labels, "skipped": list(source.skipped_files)}, tmp)
-        os.replace(tmp, cache)
+        atomic_torch_save(cache, {"classes": list(source.classes), "images": source.train.images,
+                                  "labels": source.train.labels, "skipped": list(source.skipped_files)})
     except OSError:
         pass  # a read-only data root only costs the next process a decode
     return source

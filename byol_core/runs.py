@@ -17,7 +17,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,28 +27,11 @@ from typing import Any
 import torch
 
 from .config import ExperimentConfig, from_dict, to_dict
+from .files import atomic_torch_save, atomic_write_json, parse_jsonl
 
 RUN_KINDS = ("byol", "supervised", "linear", "evaluate", "experiment")
 # States a run can be in; "interrupted" is derived when a "running" run's process is gone.
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def _json_safe(value: Any) -> Any:
@@ -110,15 +92,10 @@ class Run:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every complete event; a torn last line (crash mid-write) is ignored."""
-        if not self.metrics_path.exists():
+        try:
+            return parse_jsonl(self.metrics_path.read_bytes())
+        except FileNotFoundError:
             return []
-        events = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return events
 
     # -- status
     def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
@@ -154,9 +131,7 @@ class Run:
 
     # -- checkpoints and encoder
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        atomic_torch_save(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         if not self.checkpoint_path.exists():
@@ -164,9 +139,7 @@ class Run:
         return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
 
     def save_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
-        tmp = self.encoder_path.with_suffix(".pt.tmp")
-        torch.save(state_dict, tmp)
-        os.replace(tmp, self.encoder_path)
+        atomic_torch_save(self.encoder_path, state_dict)
 
     def load_encoder(self) -> dict[str, torch.Tensor]:
         if not self.encoder_path.exists():
