@@ -49,9 +49,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks.serve import free_port, settle, stop_server, wait_healthy
 from byol_core.presets import PRESETS, get_preset
 from byol_core.runs import RunStore
-from dashboard.serve import free_port, settle, stop_server, wait_healthy
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "dashboard_overhead.json"
 CHROMIUM = "/usr/bin/chromium"

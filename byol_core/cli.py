@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
+from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
 from .experiment import run_experiment
+from .plans import plan
 from .presets import PRESETS, get_preset
 from .runs import RunStore
+from .summary import list_summaries
 from .training import Callback, TrainingError
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
+SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
 
 
 class ProgressBars:
@@ -76,7 +80,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p = sub.add_parser("supervised", help="supervised training: from scratch, fine-tune or linear probe")
     _add_config_args(p)
-    p.add_argument("--mode", choices=("scratch", "finetune", "linear"), default="scratch")
+    p.add_argument("--mode", choices=SUPERVISED_STAGES, default=SCRATCH.name)
     p.add_argument("--from", dest="from_run", help="BYOL run whose encoder to start from (finetune, linear)")
     p = sub.add_parser("evaluate", help="kNN accuracy of an encoder (a run's, or a random init)")
     _add_config_args(p)
@@ -139,12 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     store = RunStore(args.runs_dir) if hasattr(args, "runs_dir") else None
     if args.command == "runs":
-        for run in store.list():
-            status = run.read_status()
-            res = status.get("results", {})
-            acc = res.get("test_accuracy", res.get("knn_accuracy"))
-            acc_s = "" if acc is None else f"  acc={100 * acc:.2f}%"
-            print(f"{run.id:<56} {status.get('state', '?'):<12}{acc_s}")
+        for summary in list_summaries(store):
+            acc = "" if summary.metric is None else f"  {summary.metric_name}={100 * summary.metric:.2f}%"
+            note = f"  damaged: {summary.damaged}" if summary.damaged else ""
+            print(f"{summary.id:<56} {summary.state:<12}{acc}{note}")
         return 0
     bars = ProgressBars(enabled=not args.no_progress) if hasattr(args, "no_progress") else None
     callbacks: list[Callback] = [bars] if bars else []
@@ -156,13 +158,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         print(to_json(cfg))
         return 0
-    if args.command == "pretrain":
-        run = _in_worker(lambda stop: runner.pretrain(cfg, store, callbacks=callbacks, stop_event=stop))
-    elif args.command == "supervised":
-        run = _in_worker(lambda stop: runner.supervised(cfg, store, args.mode, from_run=args.from_run,
-                                                        callbacks=callbacks, stop_event=stop))
-    elif args.command == "evaluate":
-        run = runner.evaluate(cfg, store, from_run=args.from_run)
+    stage = {"pretrain": BYOL.name, "supervised": getattr(args, "mode", None), "evaluate": KNN.name}.get(args.command)
+    if stage is not None:
+        spec = plan(stage, cfg, source_run=getattr(args, "from_run", None))
+        run = _in_worker(lambda stop: runner.start(spec, store, callbacks=callbacks, stop_event=stop))
     elif args.command == "experiment":
         def work(stop: threading.Event):
             return run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks, stop_event=stop,

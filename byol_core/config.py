@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -231,9 +232,6 @@ class BYOLConfig(_Validated):
     knn_every_epochs: int = _f(0, "Run a kNN check on the test set every N epochs (0: never).", min=0)
 
 
-SUPERVISED_MODES = ("scratch", "finetune", "linear")
-
-
 @dataclass(frozen=True)
 class SupervisedConfig(_Validated):
     optim: OptimConfig = field(
@@ -319,21 +317,29 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 
 def load_config(path: str | Path, cls: type = ExperimentConfig) -> Any:
+    """A config from a JSON file: a bare config, or a run's ``config.json`` (its ``config`` part)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
-    return from_json(p.read_text(), cls)
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("config"), dict) and "kind" in data:
+        data = data["config"]  # a run folder's record: kind, options and the config itself
+    return from_dict(cls, data)
 
 
 def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
     """A copy of ``cfg`` with dotted keys replaced, e.g. ``{"byol.optim.lr": 3e-4}``.
 
     Values may be strings (from the command line); they are parsed as JSON when
-    possible and then coerced to the field's type, so the range checks apply.
+    possible and then coerced to the field's type, so the range checks apply. The
+    config is validated once, after every key is set, so rules that tie fields
+    together (``data.name=folder`` needs ``data.folder``) hold in any order.
     """
     data = to_dict(cfg)
     for key, raw in overrides.items():
-        value = _parse_value(raw)
         node = data
         parts = key.split(".")
         path = []
@@ -344,12 +350,14 @@ def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(node)}.")
-        node[parts[-1]] = value
-        try:
-            from_dict(type(cfg), data)
-        except ConfigError as exc:
-            raise ConfigError(f"--set {key}={raw}: {exc}") from exc
-    return from_dict(type(cfg), data)
+        node[parts[-1]] = _parse_value(raw)
+    try:
+        return from_dict(type(cfg), data)
+    except ConfigError as exc:
+        culprit = next((k for k in overrides if re.search(rf"\.{re.escape(k.split('.')[-1])}\b", str(exc))), None)
+        if culprit is None:
+            raise
+        raise ConfigError(f"--set {culprit}={overrides[culprit]}: {exc}") from exc
 
 
 def _parse_value(raw: Any) -> Any:

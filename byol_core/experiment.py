@@ -15,11 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import runner
+from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from .config import ExperimentConfig
 from .data import load_data
 from .evaluation import knn_accuracy, pixel_features
-from .runner import evaluate, pretrain, run_results, supervised
+from .plans import plan
 from .runs import RunStore
+from .stages import get_stage
 from .training import Callback
 
 CallbackFactory = Callable[[str], Sequence[Callback]]
@@ -85,33 +88,26 @@ def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks_for: Cal
         result.rows.append(row)
         exp_run.log({"kind": "row", **asdict(row)})
 
+    def stage_run(stage: str, source_run: str | None = None) -> tuple[float | None, str | None]:
+        run = runner.start(plan(stage, cfg, source_run=source_run), store, splits=splits,
+                           callbacks=callbacks_for(stage), stop_event=stop_event)
+        return get_stage(stage).headline(runner.run_results(run)), run.id
+
     try:
-        byol_runs = []
+        byol_runs: list[str] = []
 
         def byol_knn():  # its time is BYOL pretraining's
-            run = pretrain(cfg, store, splits=splits, callbacks=callbacks_for("byol"), stop_event=stop_event)
-            byol_runs.append(run)
-            return run_results(run).get("knn_accuracy"), run.id
+            accuracy, run_id = stage_run(BYOL.name)
+            byol_runs.append(run_id)
+            return accuracy, run_id
 
-        timed("BYOL kNN", byol_knn)
+        timed(BYOL.method, byol_knn)
         if not byol_runs:
             raise RuntimeError("stopped before BYOL pretraining started")
-        byol_run = byol_runs[0]
-
-        def train(mode: str, from_run: str | None):
-            run = supervised(cfg, store, mode, from_run=from_run, splits=splits,
-                             callbacks=callbacks_for(mode), stop_event=stop_event)
-            return run_results(run).get("test_accuracy"), run.id
-
-        timed("BYOL linear probe", lambda: train("linear", byol_run.id))
-        timed("BYOL fine-tuned", lambda: train("finetune", byol_run.id))
-        timed("supervised from scratch", lambda: train("scratch", None))
-
-        def random_knn():
-            run = evaluate(cfg, store, splits=splits)
-            return run_results(run).get("knn_accuracy"), run.id
-
-        timed("random-init kNN", random_knn)
+        for stage in (LINEAR, FINETUNE):
+            timed(stage.method, lambda stage=stage: stage_run(stage.name, byol_runs[0]))
+        timed(SCRATCH.method, lambda: stage_run(SCRATCH.name))
+        timed(KNN.method, lambda: stage_run(KNN.name))
 
         def pixel_knn():
             size = cfg.augment.image_size

@@ -14,7 +14,6 @@ and scripts.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
-from .config import ExperimentConfig, to_json
+from .files import parse_jsonl
+from .plans import JobSpec
 from .runs import Run, RunStore
+from .stages import get_stage, stage_of_record
 
-JOB_KINDS = ("byol", "scratch", "finetune", "linear", "evaluate")
 ACTIVE = ("queued", "running")
 ISOLATIONS = ("process", "thread")
 FOLLOW_SECONDS = 0.5  # how often a supervising thread reads its worker's new metrics
@@ -41,7 +41,7 @@ class Job:
     """One background job; its metrics and results live in ``run``'s folder."""
 
     id: str
-    kind: str
+    stage: str
     label: str
     run: Run
     key: str
@@ -104,27 +104,26 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
 
     # -- starting
-    def submit(self, kind: str, cfg: ExperimentConfig, *, from_run: str | None = None,
-               label: str | None = None) -> Job:
-        """Queue a job; the same request while an identical one is queued or running returns that one.
+    def submit(self, spec: JobSpec) -> Job:
+        """Queue a job; the same spec while an identical one is queued or running returns that one.
 
         So a double click, or two tabs pressing Start together, never trains twice.
         """
-        if kind not in JOB_KINDS:
-            raise ValueError(f"unknown job kind {kind!r}; choose one of {JOB_KINDS}.")
-        if kind in ("finetune", "linear") and not from_run:
-            raise ValueError(f"a {kind} job needs a BYOL run to start from; pick one first.")
-        key = f"{kind}|{from_run}|{to_json(cfg)}"
         with self._lock:
-            for job in self._jobs.values():
-                if job.key == key and job.active:
-                    return job
-            store_kind = {"byol": "byol", "evaluate": "evaluate", "linear": "linear"}.get(kind, "supervised")
-            run = self.store.create(store_kind, cfg, {"mode": kind, "from_run": from_run})
-            job = Job(id=run.id, kind=kind, label=label or f"{kind} · {cfg.name}", run=run, key=key)
+            existing = self.find_active(spec)
+            if existing is not None:
+                return existing
+            run = runner.create(self.store, spec)
+            job = Job(id=run.id, stage=spec.stage, label=spec.label or spec.stage_info.short_title, run=run,
+                      key=spec.key)
             self._jobs[job.id] = job
             self._start(job)
         return job
+
+    def find_active(self, spec: JobSpec) -> Job | None:
+        """The queued or running job of this process that ``spec`` would duplicate, if any."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.key == spec.key and j.active), None)
 
     def resume(self, run_id: str) -> Job:
         """Continue a stopped or interrupted run from its checkpoint, as a new job on the same run."""
@@ -133,9 +132,11 @@ class JobManager:
             if existing is not None and existing.active:
                 return existing
             run = self.store.get(run_id)
-            _, store_kind, options = run.read_config()
-            kind = options.get("mode") or store_kind
-            job = Job(id=run_id, kind=kind, label=f"{kind} · resumed", run=run, key=f"resume|{run_id}")
+            stage = stage_of_record(run.read_record())
+            if stage is None:
+                raise ValueError(f"run {run_id} is not a job that can be resumed.")
+            label = existing.label if existing is not None else get_stage(stage).short_title
+            job = Job(id=run_id, stage=stage, label=label, run=run, key=f"resume|{run_id}")
             self._jobs[run_id] = job
             self._start(job, check=lambda: runner.resume_check(self.store, run_id))
         return job
@@ -260,13 +261,7 @@ class _MetricsFollower:
         if end < 0:
             return []
         self.offset += end + 1
-        events = []
-        for line in chunk[:end].splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return events
+        return parse_jsonl(chunk[:end])
 
 
 def _tail(path: Path, max_chars: int = 400) -> str:

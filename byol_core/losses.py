@@ -36,7 +36,3 @@ def collapse_std(embeddings: torch.Tensor) -> torch.Tensor:
     z = F.normalize(embeddings.detach().float(), dim=-1)
     return z.std(dim=0).mean()
 
-
-def mean_cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean cosine similarity of paired rows of ``a`` and ``b``."""
-    return F.cosine_similarity(a.float(), b.float(), dim=-1).mean()

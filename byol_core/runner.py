@@ -1,8 +1,9 @@
-"""Runs with a home on disk: training and evaluation wired to the run store.
+"""Runs with a home on disk: a :class:`~byol_core.plans.JobSpec` carried out into its run folder.
 
-This is the API the CLI and the dashboard share. Each function creates (or
-resumes) a run folder, streams metric events into it, keeps ``status.json``
-current, checkpoints, and exports the encoder when done.
+This is the API the CLI, the job manager, the worker and experiments share. :func:`create`
+checks a spec's source run and makes the folder; :func:`execute` runs the folder's stage with
+``status.json`` kept honest (running, then finished, stopped or failed with the reason), every
+metric event in ``metrics.jsonl``, checkpoints, and the encoder exported when done.
 """
 
 from __future__ import annotations
@@ -13,34 +14,79 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
-
-from .config import ExperimentConfig
-from .data import DataSplits, load_data
-from .models import build_encoder, encoder_state_dict
+from .data import DataSplits
+from .plans import JobSpec
 from .runs import Run, RunStore, mark_active
-from .training import Callback, TrainResult, knn_eval, prepare_runtime, pretrain_byol, train_supervised
+from .stages import StageContext, get_stage, stage_of_record
+from .training import Callback
 
-ProgressFn = Callable[[str, float], None]
+# Fields of a metric event that status.json keeps as the run's latest progress.
+PROGRESS_FIELDS = ("step", "total_steps", "epoch", "loss", "img_per_s", "knn_accuracy", "test_accuracy")
 
 
-def _status_callback(run: Run, min_interval_s: float = 1.0) -> Callback:
-    """Log every event to metrics.jsonl; refresh status.json's progress at most once a second."""
-    last = [0.0]
+class _StatusWriter:
+    """Logs every event to metrics.jsonl and keeps status.json's progress at most a second behind.
 
-    def callback(event: dict[str, Any]) -> None:
-        run.log(event)
+    ``flush`` writes the latest progress at the end, so a summary shows the steps and epochs that
+    actually ran, not the last throttled write.
+    """
+
+    def __init__(self, run: Run, min_interval_s: float = 1.0) -> None:
+        self.run, self.min_interval_s = run, min_interval_s
+        self.last_write = 0.0
+        self.progress: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.run.log(event)
+        self.progress.update({k: event[k] for k in PROGRESS_FIELDS if k in event})
         now = time.monotonic()
-        if event.get("kind") in ("epoch", "start") or now - last[0] >= min_interval_s:
-            last[0] = now
-            fields = {k: event[k] for k in ("step", "total_steps", "epoch", "loss", "img_per_s",
-                                             "knn_accuracy", "test_accuracy") if k in event}
-            run.set_status("running", **fields)
-
-    return callback
+        if event.get("kind") in ("epoch", "start") or now - self.last_write >= self.min_interval_s:
+            self.last_write = now
+            self.run.set_status("running", **self.progress)
 
 
-def _execute(run: Run, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def check_source(store: RunStore, spec: JobSpec) -> None:
+    """A ValueError/FileNotFoundError naming the problem when the spec's source run cannot serve."""
+    if not spec.source_run:
+        return
+    source = store.get(spec.source_run)  # FileNotFoundError naming the run and recent ones
+    if not source.encoder_path.is_file():
+        raise ValueError(f"run {spec.source_run} has no exported encoder yet; let it finish (or stop it) first.")
+
+
+def create(store: RunStore, spec: JobSpec) -> Run:
+    """The run folder for ``spec`` (config, stage, source), queued; nothing is trained yet."""
+    check_source(store, spec)
+    stage = spec.stage_info
+    return store.create(stage.run_kind, spec.config, spec.options(), stage=stage.name)
+
+
+def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, callbacks: Sequence[Callback] = (),
+            stop_event: threading.Event | None = None) -> Run:
+    """Carry out a run that has a folder, from its checkpoint when it has one.
+
+    Everything needed is in the folder (config, stage, source run), so a job manager can hand
+    this to a thread or to a worker process (:mod:`byol_core.worker`) alike.
+    """
+    cfg, _kind, options = run.read_config()
+    stage_name = stage_of_record(run.read_record())
+    if stage_name is None:
+        raise ValueError(f"run {run.id} is not of a stage that can be carried out (it may be an experiment's "
+                         "summary run); start a new run instead.")
+    stage = get_stage(stage_name)
+    status = _StatusWriter(run)
+    ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
+                       callbacks=[status, *callbacks], stop_event=stop_event, splits=splits)
+    _execute(run, lambda: stage.body(ctx), status)
+    return run
+
+
+def start(spec: JobSpec, store: RunStore, **kwargs: Any) -> Run:
+    """Create and carry out ``spec``'s run in this thread (``execute``'s keyword arguments apply)."""
+    return execute(store, create(store, spec), **kwargs)
+
+
+def _execute(run: Run, body: Callable[[], dict[str, Any]], status: _StatusWriter) -> dict[str, Any]:
     """Run ``body`` with the run's status kept honest: finished, stopped or failed with the reason."""
     mark_active(run.id, True)
     run.set_status("running", started=time.time(), error=None)
@@ -48,89 +94,13 @@ def _execute(run: Run, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         results = body()
     except Exception as exc:
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc(limit=8))
+                       traceback=traceback.format_exc(limit=8), **status.progress)
         raise
     finally:
         mark_active(run.id, False)
     state = "stopped" if results.pop("_stopped", False) else "finished"
-    run.set_status(state, results=results, finished=time.time())
+    run.set_status(state, results=results, finished=time.time(), **status.progress)
     return results
-
-
-def _result_fields(result: TrainResult) -> dict[str, Any]:
-    return {"_stopped": result.stopped, "step": result.step, "total_steps": result.total_steps}
-
-
-def pretrain(cfg: ExperimentConfig, store: RunStore, *, splits: DataSplits | None = None,
-             callbacks: Sequence[Callback] = (), stop_event: threading.Event | None = None,
-             run: Run | None = None) -> Run:
-    """BYOL pretraining as a run; ``run`` given: resume it from its checkpoint."""
-    checkpoint = None
-    if run is None:
-        run = store.create("byol", cfg)
-    elif run.checkpoint_path.exists():
-        checkpoint = run.load_checkpoint()
-
-    def body() -> dict[str, Any]:
-        data = splits if splits is not None else load_data(cfg.data)
-        result = pretrain_byol(cfg, data, callbacks=[_status_callback(run), *callbacks], stop_event=stop_event,
-                               checkpoint=checkpoint, save_checkpoint=run.save_checkpoint)
-        run.save_encoder(encoder_state_dict(result.model.online_encoder))
-        out = _result_fields(result)
-        if not result.stopped and data.labelled_train.labels.numel():
-            device, _ = prepare_runtime(cfg)
-            out["knn_accuracy"] = knn_eval(result.model.online_encoder, data, cfg, device)
-        return out
-
-    _execute(run, body)
-    return run
-
-
-def supervised(cfg: ExperimentConfig, store: RunStore, mode: str, *, from_run: str | None = None,
-               splits: DataSplits | None = None, callbacks: Sequence[Callback] = (),
-               stop_event: threading.Event | None = None, run: Run | None = None) -> Run:
-    """Supervised training as a run: ``scratch``, ``finetune`` or ``linear`` (from ``from_run``'s encoder)."""
-    encoder_state = store.get(from_run).load_encoder() if from_run else None
-    checkpoint = None
-    if run is None:
-        run = store.create("linear" if mode == "linear" else "supervised", cfg,
-                           {"mode": mode, "from_run": from_run})
-    elif run.checkpoint_path.exists() and mode != "linear":
-        checkpoint = run.load_checkpoint()
-
-    def body() -> dict[str, Any]:
-        data = splits if splits is not None else load_data(cfg.data)
-        result = train_supervised(cfg, data, mode, encoder_state=encoder_state,
-                                  callbacks=[_status_callback(run), *callbacks], stop_event=stop_event,
-                                  checkpoint=checkpoint,
-                                  save_checkpoint=None if mode == "linear" else run.save_checkpoint)
-        run.save_encoder(encoder_state_dict(result.model.encoder))
-        return {**_result_fields(result), "test_accuracy": result.test_accuracy, "mode": mode,
-                "from_run": from_run}
-
-    _execute(run, body)
-    return run
-
-
-def evaluate(cfg: ExperimentConfig, store: RunStore, *, from_run: str | None = None,
-             splits: DataSplits | None = None, run: Run | None = None) -> Run:
-    """kNN accuracy of an encoder (``from_run``'s, or a random init with cfg.seed) as a run."""
-    run = run or store.create("evaluate", cfg, {"from_run": from_run})
-
-    def body() -> dict[str, Any]:
-        data = splits if splits is not None else load_data(cfg.data)
-        device, _ = prepare_runtime(cfg)
-        torch.manual_seed(cfg.seed)
-        encoder = build_encoder(cfg.model)
-        if from_run:
-            encoder.model.load_state_dict(store.get(from_run).load_encoder())
-        encoder = encoder.to(device)
-        accuracy = knn_eval(encoder, data, cfg, device)
-        run.log({"kind": "eval", "knn_accuracy": accuracy})
-        return {"knn_accuracy": accuracy, "from_run": from_run, "encoder": from_run or "random-init"}
-
-    _execute(run, body)
-    return run
 
 
 def resume_check(store: RunStore, run_id: str) -> Run:
@@ -141,9 +111,10 @@ def resume_check(store: RunStore, run_id: str) -> Run:
         raise ValueError(f"run {run_id} has already finished; nothing to resume.")
     if status.get("state") == "running":
         raise ValueError(f"run {run_id} is still running in process {status.get('pid')}.")
-    _, kind, _ = run.read_config()
-    if kind not in ("byol", "supervised", "linear"):
-        raise ValueError(f"run {run_id} is of kind {kind!r}, which cannot be resumed; start it again.")
+    stage_name = stage_of_record(run.read_record())
+    if stage_name is None or not get_stage(stage_name).resumable:
+        what = get_stage(stage_name).title if stage_name else "this kind of run"
+        raise ValueError(f"run {run_id} ({what}) cannot be resumed; start it again.")
     return run
 
 
@@ -151,25 +122,6 @@ def resume(store: RunStore, run_id: str, *, callbacks: Sequence[Callback] = (),
            stop_event: threading.Event | None = None) -> Run:
     """Continue a stopped or interrupted run from its last checkpoint, with the same step count."""
     return execute(store, resume_check(store, run_id), callbacks=callbacks, stop_event=stop_event)
-
-
-def execute(store: RunStore, run: Run, *, callbacks: Sequence[Callback] = (),
-            stop_event: threading.Event | None = None) -> Run:
-    """Carry out a run that already has a folder, from its checkpoint when it has one.
-
-    Everything needed is in the folder (config, kind, mode and source run), so a job manager can
-    hand this to a thread or to a separate worker process (:mod:`byol_core.worker`) alike.
-    """
-    cfg, kind, options = run.read_config()
-    if kind == "byol":
-        return pretrain(cfg, store, callbacks=callbacks, stop_event=stop_event, run=run)
-    if kind in ("supervised", "linear"):
-        return supervised(cfg, store, options["mode"], from_run=options.get("from_run"),
-                          callbacks=callbacks, stop_event=stop_event, run=run)
-    if kind == "evaluate":
-        return evaluate(cfg, store, from_run=options.get("from_run"), run=run)
-    raise ValueError(f"run {run.id} is of kind {kind!r}; a job can only carry out byol, supervised, linear "
-                     "or evaluate runs.")
 
 
 def run_results(run: Run) -> dict[str, Any]:

@@ -26,10 +26,14 @@ from typing import Any
 
 import torch
 
-from .config import ExperimentConfig, from_dict, to_dict
-from .files import atomic_torch_save, atomic_write_json, parse_jsonl
+from .config import ConfigError, ExperimentConfig, from_dict, to_dict
+from .files import atomic_torch_save, atomic_write_json, parse_jsonl, read_json_object
 
-RUN_KINDS = ("byol", "supervised", "linear", "evaluate", "experiment")
+
+class DamagedRunError(ValueError):
+    """A run folder's file cannot be read or does not hold what it should; the message names it."""
+
+
 # States a run can be in; "interrupted" is derived when a "running" run's process is gone.
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 
@@ -75,12 +79,31 @@ class Run:
         self.stop_request_path.unlink(missing_ok=True)
 
     # -- config
-    def write_config(self, cfg: ExperimentConfig, kind: str, options: dict[str, Any] | None = None) -> None:
-        atomic_write_json(self.config_path, {"kind": kind, "options": options or {}, "config": to_dict(cfg)})
+    def write_config(self, cfg: ExperimentConfig, kind: str, options: dict[str, Any] | None = None,
+                     stage: str | None = None) -> None:
+        record = {"kind": kind, "options": options or {}, "config": to_dict(cfg)}
+        if stage is not None:
+            record["stage"] = stage
+        atomic_write_json(self.config_path, record)
+
+    def read_record(self) -> dict[str, Any]:
+        """config.json as stored (kind, stage, options, config); a DamagedRunError says what is wrong."""
+        record, problem = read_json_object(self.config_path)
+        if record is None:
+            raise DamagedRunError(f"run {self.id}: {problem}.")
+        if not isinstance(record.get("config"), dict):
+            raise DamagedRunError(f"run {self.id}: config.json has no \"config\" object.")
+        return record
 
     def read_config(self) -> tuple[ExperimentConfig, str, dict[str, Any]]:
-        data = json.loads(self.config_path.read_text())
-        return from_dict(ExperimentConfig, data["config"]), data["kind"], data.get("options", {})
+        """The run's config, kind and options; a DamagedRunError when config.json cannot be used."""
+        record = self.read_record()
+        try:
+            cfg = from_dict(ExperimentConfig, record["config"])
+        except ConfigError as exc:
+            raise DamagedRunError(f"run {self.id}: config.json does not hold a valid config ({exc}).") from exc
+        options = record.get("options") if isinstance(record.get("options"), dict) else {}
+        return cfg, str(record.get("kind", "")), options
 
     # -- metrics
     def log(self, event: dict[str, Any]) -> None:
@@ -108,16 +131,9 @@ class Run:
             atomic_write_json(self.status_path, status)
         return status
 
-    def heartbeat(self, **fields: Any) -> None:
-        """Refresh progress fields and the heartbeat time without changing the state."""
-        status = self.read_status()
-        self.set_status(status.get("state", "running"), **fields)
-
     def _read_status_file(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        status, _problem = read_json_object(self.status_path)
+        return status if status is not None else {}
 
     def read_status(self) -> dict[str, Any]:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
@@ -167,7 +183,12 @@ def _owner_alive(status: dict[str, Any], run_id: str) -> bool:
     if pid == os.getpid():
         with _ACTIVE_LOCK:
             return run_id in _ACTIVE_HERE
-    if not isinstance(pid, int):
+    return pid_alive(pid)
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
@@ -179,6 +200,7 @@ def _owner_alive(status: dict[str, Any], run_id: str) -> bool:
 
 
 _SAFE = re.compile(r"[^a-z0-9-]+")
+_SAFE_KIND = re.compile(r"[a-z0-9-]+")
 
 
 class RunStore:
@@ -187,16 +209,17 @@ class RunStore:
     def __init__(self, root: str | Path = "runs") -> None:
         self.root = Path(root)
 
-    def create(self, kind: str, cfg: ExperimentConfig, options: dict[str, Any] | None = None) -> Run:
-        if kind not in RUN_KINDS:
-            raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}.")
+    def create(self, kind: str, cfg: ExperimentConfig, options: dict[str, Any] | None = None,
+               stage: str | None = None) -> Run:
+        if not _SAFE_KIND.fullmatch(kind):
+            raise ValueError(f"run kind {kind!r} must be lower-case letters, digits and '-'.")
         self.root.mkdir(parents=True, exist_ok=True)
         slug = _SAFE.sub("-", cfg.name.lower()).strip("-")[:24] or "run"
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{slug}-{secrets.token_hex(2)}"
         path = self.root / run_id
         path.mkdir()
         run = Run(path)
-        run.write_config(cfg, kind, options)
+        run.write_config(cfg, kind, options, stage)
         run.set_status("queued", kind=kind, name=cfg.name, created=time.time())
         return run
 

@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from byol_core.stages import Stage
+
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")
 METHOD_COLOURS = {
@@ -34,17 +36,17 @@ def has_points(events: Sequence[dict[str, Any]]) -> bool:
     return any(e.get("kind") == "step" and e.get("loss") is not None for e in events)
 
 
-def training_figure(events: Sequence[dict[str, Any]], stage: str, height: int = 460) -> go.Figure:
+def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int = 460) -> go.Figure:
     """Loss, learning rate and tau, collapse monitor, per-epoch accuracy of one run (2x2 grid)."""
-    byol = stage == "byol"
-    acc_key = "knn_accuracy" if byol else "test_accuracy"
+    byol = stage.pretraining
+    acc_key = stage.metric
     titles = ("Loss", "Learning rate" + (" and τ" if byol else ""),
               "Collapse monitor (std of normalised projections)" if byol else "Images per second",
-              "kNN accuracy per epoch" if byol else "Test accuracy per epoch")
+              f"{stage.metric_name[0].upper()}{stage.metric_name[1:]} per epoch")
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.24,
                         specs=[[{}, {"secondary_y": byol}], [{}, {}]])
     x, y = _series(events, "step", "step", "loss")
-    if stage == "linear":  # the probe logs its loss once per epoch
+    if not x:  # stages without step events (the linear probe) log their loss once per epoch
         x, y = _series(events, "epoch", "step", "loss")
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines", name="loss",
                              line={"color": PALETTE[0]}), row=1, col=1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.serve import free_port, settle, stop_server, wait_healthy
+from benchmarks.serve import free_port, settle, stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -251,14 +251,16 @@ def test_past_runs_survive_a_restart_and_an_interrupted_run_can_be_resumed(runs_
 
 
 def test_compare_runs_random_init_knn_when_missing_and_exports_csv(runs_dir):
-    from dashboard import runinfo, state
+    from byol_core.plans import plan
+    from byol_core.summary import list_summaries
+    from dashboard import state, tables
 
     at = _page(_app(), "views/compare.py")
     assert any("No finished runs yet" in i.value for i in at.info)
 
     # A finished BYOL run (trained directly through the manager, as the Train page does).
     manager = state.get_manager()
-    job = manager.submit("byol", _tiny_cfg())
+    job = manager.submit(plan("byol", _tiny_cfg()))
     manager.wait(job.id, timeout=120)
     assert job.state == "finished", job.error
 
@@ -273,14 +275,14 @@ def test_compare_runs_random_init_knn_when_missing_and_exports_csv(runs_dir):
     evaluated = next(r for r in store.list() if r.read_config()[1] == "evaluate")
     assert evaluated.read_config()[0].model == job.run.read_config()[0].model  # same network as the BYOL run
 
-    rows = runinfo.compare_rows(runinfo.list_runs(store))
-    lines = runinfo.rows_to_csv(rows).splitlines()
-    assert lines[0].split(",") == list(runinfo.CSV_COLUMNS)
+    rows = tables.compare_rows(list_summaries(store))
+    lines = tables.rows_to_csv(rows).splitlines()
+    assert lines[0].split(",") == list(tables.CSV_COLUMNS)
     assert len(lines) == 3 and all(0.0 <= float(line.split(",")[1]) <= 1.0 for line in lines[1:])
 
 
 def test_switching_data_sets_updates_the_view_size_and_explains_missing_ones(runs_dir):
-    from byol_core.data import DEBIAN_FASHION_MNIST_DIR
+    from byol_core.data_sources import DEBIAN_FASHION_MNIST_DIR
 
     at = _page(_app(), "views/data.py")
     if Path(DEBIAN_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from byol_core import data as data_mod
+from byol_core import data_sources
 from byol_core.config import DATASETS, DataConfig
 from byol_core.data import (
     DataError,
@@ -144,7 +144,7 @@ def _check_fashion(s: DataSplits, arrays: dict[str, np.ndarray]) -> None:
 
 
 def test_fashion_mnist_from_debian_directory(tmp_path, monkeypatch):
-    assert data_mod.DEBIAN_FASHION_MNIST_DIR == "/usr/share/datasets/fashion-mnist"
+    assert data_sources.DEBIAN_FASHION_MNIST_DIR == "/usr/share/datasets/fashion-mnist"
     arrays = _fashion_arrays()
     for name, array in arrays.items():
         (tmp_path / f"{name}.gz").write_bytes(gzip.compress(_idx_bytes(array)))
@@ -343,7 +343,7 @@ def test_empty_missing_or_unreadable_folder_is_a_data_error(tmp_path):
 
 
 def test_folder_is_decoded_once_then_read_from_the_disk_cache(tmp_path, monkeypatch):
-    from byol_core import data
+    from byol_core import data, folder_data
 
     images_dir = tmp_path / "imgs"
     (images_dir / "a").mkdir(parents=True)
@@ -356,7 +356,7 @@ def test_folder_is_decoded_once_then_read_from_the_disk_cache(tmp_path, monkeypa
     assert len(list((tmp_path / "root" / "cache").glob("folder-*.pt"))) == 1
 
     data.clear_cache()  # a new process: nothing in memory
-    monkeypatch.setattr(data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    monkeypatch.setattr(folder_data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
     second = load_data(cfg)
     assert torch.equal(first.train.images, second.train.images) and second.classes == ["a", "b"]
 

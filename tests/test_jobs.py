@@ -9,6 +9,7 @@ import pytest
 
 from byol_core.config import with_overrides
 from byol_core.jobs import JobManager
+from byol_core.plans import plan
 from byol_core.presets import get_preset
 
 
@@ -31,7 +32,7 @@ def cfg():
 
 
 def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
-    job = manager.submit("byol", cfg)
+    job = manager.submit(plan("byol", cfg))
     assert job.state in ("queued", "running")
     manager.wait(job.id, timeout=120)
     assert job.state == "finished", job.error
@@ -46,7 +47,7 @@ def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
 def test_identical_requests_while_active_start_one_job(manager, cfg):
     slow = with_overrides(cfg, {"byol.optim.epochs": 50})
     jobs = []
-    threads = [threading.Thread(target=lambda: jobs.append(manager.submit("byol", slow))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: jobs.append(manager.submit(plan("byol", slow)))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -60,8 +61,8 @@ def test_identical_requests_while_active_start_one_job(manager, cfg):
 
 def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 200})
-    first = manager.submit("byol", long)
-    second = manager.submit("scratch", cfg)
+    first = manager.submit(plan("byol", long))
+    second = manager.submit(plan("scratch", cfg))
     _wait_until(lambda: first.state == "running", 30)
     assert first.state == "running" and second.state == "queued"
     manager.stop(first.id)
@@ -71,7 +72,7 @@ def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
 
 def test_a_stopped_job_resumes_to_the_end(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 30, "runtime.log_every": 1})
-    job = manager.submit("byol", long)
+    job = manager.submit(plan("byol", long))
     _wait_until(lambda: job.last_event.get("step", 0) >= 3, 60)
     manager.stop(job.id)
     manager.wait(job.id, timeout=60)
@@ -85,19 +86,19 @@ def test_a_stopped_job_resumes_to_the_end(manager, cfg):
 
 
 def test_failures_are_recorded_not_raised(manager, cfg):
-    job = manager.submit("byol", with_overrides(cfg, {"model.backbone": "resnet19"}))
+    job = manager.submit(plan("byol", with_overrides(cfg, {"model.backbone": "resnet19"})))
     manager.wait(job.id, timeout=60)
     assert job.state == "failed" and "resnet19" in job.error
-    with pytest.raises(ValueError, match="needs a BYOL run"):
-        manager.submit("finetune", cfg)
-    with pytest.raises(ValueError, match="unknown job kind"):
-        manager.submit("dance", cfg)
+    with pytest.raises(ValueError, match="needs a pretraining run"):
+        plan("finetune", cfg)
+    with pytest.raises(ValueError, match="unknown stage"):
+        plan("dance", cfg)
 
 
 def test_a_worker_that_dies_hard_fails_the_job_with_its_exit_code(store, cfg):
     manager = JobManager(store, isolation="process")
     try:
-        job = manager.submit("byol", with_overrides(cfg, {"byol.optim.epochs": 200}))
+        job = manager.submit(plan("byol", with_overrides(cfg, {"byol.optim.epochs": 200})))
         _wait_until(lambda: job.last_event.get("step", 0) > 0, 60)
         os.kill(job.process.pid, signal.SIGKILL)
         manager.wait(job.id, timeout=30)

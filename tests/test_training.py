@@ -7,6 +7,7 @@ from byol_core import runner
 from byol_core.config import with_overrides
 from byol_core.data import load_data
 from byol_core.models import BYOL
+from byol_core.plans import plan
 from byol_core.presets import get_preset
 from byol_core.training import TrainingError, pretrain_byol, train_supervised
 
@@ -95,7 +96,7 @@ def test_finetune_starts_from_the_given_encoder(cfg, splits):
 
 
 def test_runner_stores_a_finished_run_with_metrics_and_a_loadable_encoder(cfg, store):
-    run = runner.pretrain(cfg, store)
+    run = runner.start(plan("byol", cfg), store)
     status = run.read_status()
     assert status["state"] == "finished"
     assert 0.0 <= status["results"]["knn_accuracy"] <= 1.0
@@ -105,16 +106,16 @@ def test_runner_stores_a_finished_run_with_metrics_and_a_loadable_encoder(cfg, s
     encoder = run.load_encoder()
     assert any(k.startswith("features.") for k in encoder)
 
-    probe = runner.supervised(cfg, store, "linear", from_run=run.id)
+    probe = runner.start(plan("linear", cfg, source_run=run.id), store)
     assert probe.read_status()["results"]["from_run"] == run.id
     assert probe.read_status()["state"] == "finished"
 
 
 def test_runner_resumes_a_stopped_run_to_the_end(cfg, store):
     stop = threading.Event()
-    run = runner.pretrain(with_overrides(cfg, {"runtime.log_every": 1}), store,
-                          callbacks=[lambda e: e["kind"] == "step" and e["step"] >= 2 and stop.set()],
-                          stop_event=stop)
+    run = runner.start(plan("byol", with_overrides(cfg, {"runtime.log_every": 1})), store,
+                       callbacks=[lambda e: e["kind"] == "step" and e["step"] >= 2 and stop.set()],
+                       stop_event=stop)
     assert run.read_status()["state"] == "stopped"
     assert run.load_checkpoint()["step"] == 2
     runner.resume(store, run.id)
@@ -127,7 +128,7 @@ def test_runner_resumes_a_stopped_run_to_the_end(cfg, store):
 def test_runner_marks_a_failed_run_with_the_reason(cfg, store):
     bad = with_overrides(cfg, {"model.backbone": "resnet19"})
     with pytest.raises(ValueError, match="not a torchvision model"):
-        runner.pretrain(bad, store)
+        runner.start(plan("byol", bad), store)
     run = store.list()[0]
     status = run.read_status()
     assert status["state"] == "failed" and "resnet19" in status["error"]

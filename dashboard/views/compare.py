@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import streamlit as st
 
-from byol_core.embeddings import RANDOM_INIT
+from byol_core import stats
+from byol_core.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
+from byol_core.plans import plan
 from byol_core.presets import get_preset
-from dashboard import charts, runinfo, state
+from byol_core.summary import list_summaries
+from dashboard import charts, job_cards, state, tables
 
 manager = state.get_manager()
 store = manager.store
-infos = runinfo.list_runs(store)
-rows = runinfo.compare_rows(infos)
+summaries = list_summaries(store)
+rows = tables.compare_rows(summaries)
 
 st.title("Compare")
 st.markdown(
@@ -23,7 +24,7 @@ st.markdown(
     "the same shape gets for free."
 )
 
-datasets = sorted({r["dataset"] for r in rows} | {i.dataset for i in infos if i.mode == "byol"})
+datasets = sorted({r["dataset"] for r in rows} | {s.dataset for s in summaries if s.pretrained})
 current = state.get_data_cfg().name
 if not datasets:
     st.info("No finished runs yet. Start BYOL and a supervised baseline on the **Train** page.",
@@ -40,24 +41,24 @@ chosen_fractions = c2.multiselect("Labels kept", fractions, default=fractions, k
 shown = [r for r in rows if r["dataset"] == dataset and r["label_fraction"] in chosen_fractions]
 
 # --------------------------------------------------------------------------- random-init kNN baseline
-byol_here = [i for i in infos if i.mode == "byol" and i.dataset == dataset and i.state == "finished"]
-has_random = any(r["method"] == "random-init kNN" for r in rows if r["dataset"] == dataset)
-evaluating = any(j.active and j.kind == "evaluate" for j in manager.jobs())
+byol_here = [s for s in summaries if s.pretrained and s.dataset == dataset]
+has_random = any(r["method"] == KNN.method for r in rows if r["dataset"] == dataset)
+evaluating = any(j.active and j.stage == KNN.name for j in manager.jobs())
 if not has_random:
     with st.container(border=True):
         st.markdown(f"**No random-init kNN for {dataset} yet.** It scores an untrained network of the same shape: "
                     "the floor a learned encoder must clear.")
         if byol_here:
-            base = byol_here[0].cfg
+            choices = {"source_config": byol_here[0].config}
             st.caption(f"Uses the network and data of BYOL run `{byol_here[0].id}`.")
         else:
-            base = dataclasses.replace(get_preset("tiny"), data=state.get_data_cfg(), augment=state.get_augment_cfg())
+            choices = {"data": state.get_data_cfg(), "augment": state.get_augment_cfg()}
             st.caption("Uses the tiny preset's network on the Data page's data set.")
         if st.button("Run random-init kNN", key="compare.random_knn", icon=":material/play_arrow:",
                      disabled=evaluating):
             with state.user_errors("Could not start: "):
-                manager.submit("evaluate", dataclasses.replace(base, name=f"{RANDOM_INIT}-{dataset}"),
-                               label="Random-init kNN")
+                manager.submit(plan(KNN.name, get_preset("tiny"), **choices, name=f"random-init-{dataset}",
+                                    label="Random-init kNN"))
                 st.rerun()
 if evaluating:
     st.info("A kNN evaluation is running; this page refreshes when it ends.", icon=":material/hourglass_top:")
@@ -65,7 +66,7 @@ if evaluating:
 
 @st.fragment(run_every=2.0 if evaluating else None)
 def _wait_for_evaluation() -> None:
-    if evaluating and not any(j.active and j.kind == "evaluate" for j in manager.jobs()):
+    if evaluating and not any(j.active and j.stage == KNN.name for j in manager.jobs()):
         st.rerun()
 
 
@@ -76,44 +77,56 @@ if not shown:
     st.stop()
 
 # --------------------------------------------------------------------------- headline
-best: dict[str, float] = {}
-for r in shown:
-    best[r["method"]] = max(best.get(r["method"], 0.0), r["accuracy"])
-byol_methods = [m for m in ("BYOL fine-tuned", "BYOL linear probe", "BYOL kNN") if m in best]
+# Runs of one method at the same labels are seeds of one result: mean with its 95% interval, never the best.
+by_method: dict[str, dict[int, float]] = {}
+for r in shown:  # newest first: a repeated seed counts once, with its latest run
+    by_method.setdefault(r["method"], {}).setdefault(r["seed"], r["accuracy"])
+summaries_by_method = {m: stats.summarize(list(v.values())) for m, v in by_method.items()}
+byol_methods = [s.method for s in (FINETUNE, LINEAR, BYOL) if s.method in summaries_by_method]
 cols = st.columns(4)
 if byol_methods:
-    top = max(byol_methods, key=best.get)
-    scratch = best.get("supervised from scratch")
-    cols[0].metric(f"Best with BYOL ({top})", f"{100 * best[top]:.1f}%",
-                   delta=None if scratch is None else f"{100 * (best[top] - scratch):+.1f} pts vs scratch")
-if "supervised from scratch" in best:
-    cols[1].metric("Supervised from scratch", f"{100 * best['supervised from scratch']:.1f}%")
-if "random-init kNN" in best:
-    cols[2].metric("Random-init kNN", f"{100 * best['random-init kNN']:.1f}%")
+    top = max(byol_methods, key=lambda m: summaries_by_method[m].mean)
+    cols[0].metric(f"Best BYOL method ({top})", stats.format_ci(summaries_by_method[top]))
+for col, method in ((cols[1], SCRATCH.method), (cols[2], KNN.method)):
+    if method in summaries_by_method:
+        col.metric(method[0].upper() + method[1:], stats.format_ci(summaries_by_method[method]))
 cols[3].metric("Finished runs", len(shown))
-if "BYOL kNN" in best and "random-init kNN" in best:
-    gain = 100 * (best["BYOL kNN"] - best["random-init kNN"])
-    st.caption(f"BYOL kNN minus random-init kNN: **{gain:+.1f} points**: what pretraining without labels added to "
-               "the same network's features (kNN on the same labelled images).")
+if byol_methods and SCRATCH.method in by_method:
+    a, b = by_method[top], by_method[SCRATCH.method]
+    seeds = sorted(set(a) & set(b))
+    if seeds:
+        diff = stats.compare([a[s] for s in seeds], [b[s] for s in seeds], a_name=top, b_name="scratch")
+        box = st.success if diff.significant else st.info
+        box(stats.format_difference(diff), icon=":material/balance:")
+    else:
+        st.info(f"{top} and scratch share no seed yet: run both with the same seed to compare them.",
+                icon=":material/balance:")
+    if len(seeds) < 2:
+        st.caption("One seed per method gives no interval of the difference: start the same jobs with two more "
+                   "seeds (Train → More settings → Seed) to tell a real gain from noise.")
+n_test = next((r["test_images"] for r in shown if r.get("test_images")), None)
+if n_test:
+    st.caption(f"Test set: {n_test} images, so one run's accuracy near 90% is known to about "
+               f"±{100 * stats.binomial_half_width(n_test, 0.9):.1f} points (95%).")
 
 # --------------------------------------------------------------------------- table, chart, CSV
 st.plotly_chart(charts.accuracy_bar(shown), key="compare.bar", config={"displayModeBar": False})
 st.dataframe(
-    [{k: r[k] for k in runinfo.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
+    [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
                    "label_fraction": st.column_config.NumberColumn("labels kept", format="percent")},
 )
-st.download_button("Download CSV", runinfo.rows_to_csv(shown), file_name=f"byol-compare-{dataset}.csv",
+st.download_button("Download CSV", tables.rows_to_csv(shown), file_name=f"byol-compare-{dataset}.csv",
                    mime="text/csv", icon=":material/download:", key="compare.csv")
 
 st.subheader("Accuracy per epoch")
 st.caption("Test accuracy after each epoch for supervised runs; kNN accuracy during BYOL pretraining "
            "(when its kNN check was on).")
-by_id = {i.id: i for i in infos}
+by_id = {s.id: s for s in summaries}
 curves = []
 for r in shown:
-    info = by_id[r["run_id"]]
-    xs, ys = runinfo.accuracy_curve(store.get(info.id), info.mode)
+    summary = by_id[r["run_id"]]
+    xs, ys = tables.accuracy_curve(job_cards.events_of(store.get(summary.id)), summary.stage_info.metric)
     if xs:
         curves.append((r["label"], r["method"], xs, ys))
 if curves:

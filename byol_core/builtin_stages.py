@@ -1,0 +1,92 @@
+"""The stages BYOL Lab ships: BYOL pretraining, supervised from scratch, fine-tune, linear probe, kNN.
+
+Each is a registry entry (:mod:`byol_core.stages`) whose body wires a training loop or an
+evaluation to the run it fills. The names here are the only place the built-in stage names are
+spelled out; everything else refers to these constants or looks stages up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .models import build_encoder, encoder_state_dict
+from .stages import Stage, StageContext, register
+from .training import TrainResult, knn_eval, prepare_runtime, pretrain_byol, train_supervised
+
+
+def loop_results(result: TrainResult, ctx: StageContext) -> dict[str, Any]:
+    """The results every training stage stores: how far it got, whether it was stopped, the test-set size."""
+    return {"_stopped": result.stopped, "step": result.step, "total_steps": result.total_steps,
+            "test_images": len(ctx.data().test)}
+
+
+def _byol(ctx: StageContext) -> dict[str, Any]:
+    data = ctx.data()
+    result = pretrain_byol(ctx.cfg, data, callbacks=ctx.callbacks, stop_event=ctx.stop_event,
+                           checkpoint=ctx.checkpoint(), save_checkpoint=ctx.run.save_checkpoint)
+    ctx.run.save_encoder(encoder_state_dict(result.model.online_encoder))
+    out = loop_results(result, ctx)
+    if not result.stopped and data.labelled_train.labels.numel():
+        device, _ = prepare_runtime(ctx.cfg)
+        out["knn_accuracy"] = knn_eval(result.model.online_encoder, data, ctx.cfg, device)
+    return out
+
+
+def _supervised(mode: str, checkpoints: bool = True):
+    def body(ctx: StageContext) -> dict[str, Any]:
+        encoder_state = ctx.source_encoder()
+        checkpoint = ctx.checkpoint() if checkpoints else None
+        result = train_supervised(ctx.cfg, ctx.data(), mode, encoder_state=encoder_state,
+                                  callbacks=ctx.callbacks, stop_event=ctx.stop_event, checkpoint=checkpoint,
+                                  save_checkpoint=ctx.run.save_checkpoint if checkpoints else None)
+        ctx.run.save_encoder(encoder_state_dict(result.model.encoder))
+        return {**loop_results(result, ctx), "test_accuracy": result.test_accuracy, "mode": mode,
+                "from_run": ctx.source_run}
+
+    return body
+
+
+def _knn(ctx: StageContext) -> dict[str, Any]:
+    """kNN accuracy of an encoder: the source run's, or a random init seeded with cfg.seed."""
+    data = ctx.data()
+    device, _ = prepare_runtime(ctx.cfg)
+    torch.manual_seed(ctx.cfg.seed)
+    encoder = build_encoder(ctx.cfg.model)
+    if ctx.source_run:
+        encoder.model.load_state_dict(ctx.source_encoder())
+    accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
+    ctx.run.log({"kind": "eval", "knn_accuracy": accuracy})
+    return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
+            "test_images": len(data.test)}
+
+
+BYOL = register(Stage(
+    name="byol", title="BYOL pretraining (self-supervised, no labels)", method="BYOL kNN", body=_byol,
+    sections=("data", "augment", "model", "byol", "eval", "runtime"), optim_section="byol.optim",
+    metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True, needs_labels=False,
+))
+SCRATCH = register(Stage(
+    name="scratch", title="Supervised from scratch (baseline)", method="supervised from scratch",
+    body=_supervised("scratch"), run_kind="supervised",
+    sections=("data", "augment", "model", "supervised", "eval", "runtime"), optim_section="supervised.optim",
+))
+FINETUNE = register(Stage(
+    name="finetune", title="Fine-tune a BYOL encoder (supervised)", method="BYOL fine-tuned",
+    body=_supervised("finetune"), run_kind="supervised",
+    sections=("data", "augment", "model", "supervised", "eval", "runtime"), optim_section="supervised.optim",
+    source="required",
+))
+LINEAR = register(Stage(
+    name="linear", title="Linear probe on a frozen BYOL encoder", method="BYOL linear probe",
+    body=_supervised("linear", checkpoints=False), run_kind="linear",
+    sections=("data", "augment", "model", "supervised", "eval", "runtime"),
+    optim_section="supervised.linear_optim", source="required",
+    resumable=True,  # a stopped probe starts again: its features are recomputed, the head is cheap
+))
+KNN = register(Stage(
+    name="knn", title="kNN evaluation of an encoder", method="random-init kNN", body=_knn, run_kind="evaluate",
+    sections=("data", "augment", "model", "eval", "runtime"), source="optional",
+    source_method="kNN (evaluated run)", metric="knn_accuracy", metric_name="kNN accuracy", resumable=False,
+), legacy_names=("evaluate",))

@@ -1,0 +1,149 @@
+"""Stages: every kind of job this product runs, declared once.
+
+A :class:`Stage` says what it is (name, title, the method name its headline number goes by),
+which config sections it reads, whether it needs a source run's encoder, which optimiser
+section the Train page edits, how its headline metric is read and named, and how it runs. The
+CLI, :mod:`~byol_core.plans`, :mod:`~byol_core.runner`, the job manager, the worker, run
+summaries and the dashboard all look stages up here; a new stage (a contrastive baseline, a
+probe) is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ExperimentConfig
+from .data import DataSplits, load_data
+from .runs import Run, RunStore
+from .training import Callback
+
+# How a source run is used: "none" (no source), "required" (fine-tune, probe) or "optional"
+# (kNN of a run's encoder, else of a random init).
+SOURCE_USES = ("none", "required", "optional")
+
+
+@dataclass
+class StageContext:
+    """What a stage's body gets: the run it fills, its config, data, source and stop signal."""
+
+    cfg: ExperimentConfig
+    run: Run
+    store: RunStore
+    source_run: str | None = None
+    callbacks: Sequence[Callback] = ()
+    stop_event: threading.Event | None = None
+    splits: DataSplits | None = None
+
+    def data(self) -> DataSplits:
+        if self.splits is None:
+            self.splits = load_data(self.cfg.data)
+        return self.splits
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The run's own checkpoint when it is being resumed, else None (a fresh start)."""
+        return self.run.load_checkpoint() if self.run.checkpoint_path.exists() else None
+
+    def source_encoder(self) -> dict[str, Any] | None:
+        return self.store.get(self.source_run).load_encoder() if self.source_run else None
+
+
+StageBody = Callable[[StageContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of job. ``body`` trains or evaluates and returns the run's results."""
+
+    name: str
+    title: str                       # what the Train page offers
+    method: str                      # the row name of its headline number ("BYOL kNN")
+    body: StageBody = field(repr=False)
+    run_kind: str = ""               # the word in run ids and config.json's "kind" (old runs keep theirs)
+    sections: tuple[str, ...] = ("data", "model", "runtime")
+    optim_section: str | None = None  # e.g. "byol.optim": the epochs / lr / batch the form edits
+    source: str = "none"
+    source_method: str | None = None  # method name when a source run is given (source="optional")
+    metric: str = "test_accuracy"    # key of the headline number in the run's results
+    metric_name: str = "test accuracy"
+    pretraining: bool = False        # learns without labels; its encoder is a source for other stages
+    resumable: bool = True           # continues from a checkpoint after a stop
+    needs_labels: bool = True        # trains or scores with class labels
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCE_USES:
+            raise ValueError(f"stage {self.name!r}: source = {self.source!r}; choose one of {SOURCE_USES}.")
+        if not self.run_kind:
+            object.__setattr__(self, "run_kind", self.name)
+
+    @property
+    def short_title(self) -> str:
+        """The title without its explanation in brackets: 'BYOL pretraining'."""
+        return self.title.split(" (")[0]
+
+    def method_for(self, source_run: str | None) -> str:
+        return self.source_method if source_run and self.source_method else self.method
+
+    def headline(self, results: dict[str, Any]) -> float | None:
+        value = results.get(self.metric) if isinstance(results, dict) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def optim(self, cfg: ExperimentConfig) -> Any:
+        """The config's optimiser section this stage trains with (None for stages without one)."""
+        if self.optim_section is None:
+            return None
+        obj: Any = cfg
+        for part in self.optim_section.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+_REGISTRY: dict[str, Stage] = {}
+# Run folders written before stages existed name a store kind and, for jobs, a mode.
+_LEGACY_NAMES: dict[str, str] = {}
+
+
+def register(stage: Stage, *, legacy_names: Sequence[str] = ()) -> Stage:
+    """Add (or replace) a stage; ``legacy_names`` are older names that still resolve to it."""
+    _REGISTRY[stage.name] = stage
+    for old in legacy_names:
+        _LEGACY_NAMES[old] = stage.name
+    return stage
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    for old in [k for k, v in _LEGACY_NAMES.items() if v == name]:
+        del _LEGACY_NAMES[old]
+
+
+def get_stage(name: str) -> Stage:
+    """The stage called ``name`` (or an older name of it); a ValueError lists the known ones."""
+    stage = _REGISTRY.get(_LEGACY_NAMES.get(name, name))
+    if stage is None:
+        raise ValueError(f"unknown stage {name!r}; choose one of {stage_names()}.")
+    return stage
+
+
+def stage_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def stages() -> list[Stage]:
+    return list(_REGISTRY.values())
+
+
+def stage_of_record(record: dict[str, Any]) -> str | None:
+    """The stage a config.json record belongs to; new runs store it, older ones store kind and mode."""
+    options = record.get("options") if isinstance(record.get("options"), dict) else {}
+    for candidate in (record.get("stage"), options.get("mode"), record.get("kind")):
+        if isinstance(candidate, str):
+            name = _LEGACY_NAMES.get(candidate, candidate)
+            if name in _REGISTRY:
+                return name
+    return None
+
+
+from . import builtin_stages  # noqa: F401 - registers the built-in stages

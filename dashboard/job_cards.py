@@ -1,0 +1,120 @@
+"""Job cards for the Train page: a job's title, state, Stop/Resume, progress line and live charts.
+
+While a job runs its progress line refreshes every PROGRESS_SECONDS and its charts every
+CHART_SECONDS. Each refresh costs the server and the browser CPU that training would otherwise
+get (a chart redraw ~0.3 s of the browser's CPU, a progress line ~0.14 s); see
+benchmarks/dashboard_overhead.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from byol_core.jobs import Job, JobManager
+from byol_core.runs import Run
+from byol_core.stages import get_stage
+from dashboard import charts, state, tables
+
+PROGRESS_SECONDS = 5.0
+CHART_SECONDS = 10.0
+BADGES = {"running": ":blue-badge[running]", "queued": ":gray-badge[queued]", "finished": ":green-badge[finished]",
+          "stopped": ":orange-badge[stopped]", "failed": ":red-badge[failed]"}
+
+
+def events_of(run: Run) -> list[dict]:
+    """A run's metric events, parsed again only when metrics.jsonl has grown since the last read."""
+    try:
+        size = os.path.getsize(run.metrics_path)
+    except OSError:
+        return []
+    return _events_at(str(run.path), size)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _events_at(run_path: str, size: int) -> list[dict]:
+    return Run(run_path).read_metrics()
+
+
+def draw_training_charts(run: Run, stage_name: str, key: str) -> bool:
+    """The run's training figure; False when it logged nothing to draw yet."""
+    events = events_of(run)
+    if not (charts.has_points(events) or any(e.get("kind") == "epoch" for e in events)):
+        return False
+    st.plotly_chart(charts.training_figure(events, get_stage(stage_name)), key=key, config={"displayModeBar": False})
+    return True
+
+
+def job_status(manager: JobManager, job: Job) -> None:
+    """Title, state, Stop/Resume, and the progress line (step, img/s, ETA)."""
+    p = job.progress()
+    head, buttons = st.columns([4, 1], vertical_alignment="center")
+    head.markdown(f"**{job.label}** · {BADGES.get(job.state, job.state)} · `{job.id}`")
+    if job.active:
+        if buttons.button("Stop", key=f"stop.{job.id}", icon=":material/stop:",
+                          help="Saves a checkpoint; the run can be resumed."):
+            manager.stop(job.id)
+            st.toast(f"Stopping {job.id}…")
+    elif job.state == "stopped" and buttons.button("Resume", key=f"resume.{job.id}", icon=":material/play_arrow:"):
+        with state.user_errors("Could not resume: "):
+            manager.resume(job.id)
+            st.rerun()
+    if job.state == "queued":
+        st.caption(f"Queued: waits for a free slot (at most {manager.max_concurrent} job(s) at once).")
+        return
+    if job.state == "failed":
+        st.error(job.error or "The job failed.", icon=":material/error:")
+    step, total, img_per_s = p["step"], p["total_steps"], p.get("img_per_s")
+    running = job.state == "running"
+    speed = f" · {img_per_s:.0f} img/s" if img_per_s and running else ""
+    eta = f" · ETA {tables.format_seconds(p['eta_s'])}" if running and p.get("eta_s") else ""
+    st.progress(float(p["fraction"]), text=f"step {step}/{total}{speed}{eta}" if total else "starting…")
+
+
+def job_charts(job: Job) -> None:
+    if not draw_training_charts(job.run, job.stage, key=f"chart.{job.id}") and job.state == "running":
+        st.caption(f"Starting: loading data and building the network (charts appear within "
+                   f"{CHART_SECONDS:.0f} s of the first steps)…")
+    stage = get_stage(job.stage)
+    value = stage.headline(job.run.read_status().get("results") or {})
+    if job.state == "finished" and value is not None:
+        st.success(f"Finished: {stage.metric_name} {100 * value:.1f}% on the test set.", icon=":material/check_circle:")
+
+
+def live_jobs(manager: JobManager, recent: int) -> None:
+    """Cards for running jobs (refreshing) and the ``recent`` jobs of this process that ended."""
+    live = [j for j in manager.jobs() if j.active]
+    for job in live:
+        # Two fragments per running job: the cheap progress line refreshes often, the charts less so.
+        with st.container(border=True):
+            _live_status(manager, job.id)
+            _live_charts(manager, job.id)
+    if live:
+        _watch_for_new_jobs(manager, frozenset(j.id for j in live))
+    for ended in [j for j in manager.jobs() if not j.active][:recent]:
+        with st.container(border=True):
+            job_status(manager, ended)
+            job_charts(ended)
+
+
+@st.fragment(run_every=PROGRESS_SECONDS)
+def _live_status(manager: JobManager, job_id: str) -> None:
+    job = manager.get(job_id)
+    if job is None or not job.active:
+        st.rerun(scope="app")  # it ended: redraw the page (final charts, run list) and stop polling
+    job_status(manager, job)
+
+
+@st.fragment(run_every=CHART_SECONDS)
+def _live_charts(manager: JobManager, job_id: str) -> None:
+    job = manager.get(job_id)
+    if job is not None:
+        job_charts(job)
+
+
+@st.fragment(run_every=PROGRESS_SECONDS)
+def _watch_for_new_jobs(manager: JobManager, shown: frozenset[str]) -> None:
+    """Jobs started meanwhile (another tab, a queued one) get their card on a full redraw."""
+    if {j.id for j in manager.jobs() if j.active} - shown:
+        st.rerun(scope="app")

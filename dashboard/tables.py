@@ -1,0 +1,85 @@
+"""Formatting of run summaries for the pages: the Compare table and CSV, curves, durations.
+
+The run model itself lives in core (:mod:`byol_core.summary`); this module only shapes it for
+display.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from byol_core.summary import RunSummary
+
+CSV_COLUMNS = ("method", "accuracy", "metric", "dataset", "label_fraction", "seed", "lr", "epochs_run",
+               "steps_run", "backbone", "image_size", "test_images", "from_run", "run_id", "finished")
+
+
+def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """One row per finished run with a headline number, for the Compare page's table, chart and CSV."""
+    rows = []
+    for s in summaries:
+        if s.state != "finished" or s.metric is None or s.config is None or s.stage_info is None:
+            continue
+        optim = s.stage_info.optim(s.config)
+        rows.append({
+            "method": s.method,
+            "accuracy": s.metric,
+            "metric": s.metric_name,
+            "dataset": s.dataset,
+            "label_fraction": s.label_fraction,
+            "seed": s.seed,
+            "lr": optim.lr if optim is not None else None,
+            "epochs_run": s.epochs_run,
+            "steps_run": s.steps_run,
+            "backbone": s.config.model.backbone,
+            "image_size": s.config.augment.image_size,
+            "test_images": s.results.get("test_images"),
+            "from_run": s.source_run or "",
+            "run_id": s.id,
+            "label": f"{s.method} · {s.id[-4:]}",
+            "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.finished_at or 0)),
+        })
+    return rows
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    return buf.getvalue()
+
+
+def runs_table(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """The Train page's list of every run, damaged ones with their reason."""
+    return [{"run": s.id, "what": s.method, "data set": s.dataset, "state": s.state, "accuracy": s.metric,
+             "labels kept": s.label_fraction, "epochs run": s.epochs_run, "steps": s.steps_run,
+             "problem": s.damaged or s.error or ""} for s in summaries]
+
+
+def accuracy_curve(events: Sequence[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:
+    """Per-epoch values of ``metric`` (kNN or test accuracy) from a run's metric events."""
+    xs, ys = [], []
+    for e in events:
+        if e.get("kind") == "epoch" and isinstance(e.get(metric), (int, float)) and e.get("epoch") is not None:
+            xs.append(e["epoch"])
+            ys.append(e[metric])
+    return xs, ys
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min"
