@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .data import DataSplits
+from .device import resolve_device
+from .models import build_encoder
 from .plans import JobSpec
-from .runs import Run, RunStore, mark_active
+from .runs import Run, RunBusyError, RunStore
 from .stages import StageContext, get_stage, stage_of_record
 from .training import Callback
 
@@ -54,9 +56,19 @@ def check_source(store: RunStore, spec: JobSpec) -> None:
         raise ValueError(f"run {spec.source_run} has no exported encoder yet; let it finish (or stop it) first.")
 
 
+def check_buildable(spec: JobSpec) -> None:
+    """A ValueError when the config names a backbone, hidden layer or device that cannot be had.
+
+    Checked before a run folder exists, so a typo never leaves a failed run behind.
+    """
+    build_encoder(spec.config.model)
+    resolve_device(spec.config.runtime.device)
+
+
 def create(store: RunStore, spec: JobSpec) -> Run:
     """The run folder for ``spec`` (config, stage, source), queued; nothing is trained yet."""
     check_source(store, spec)
+    check_buildable(spec)
     stage = spec.stage_info
     return store.create(stage.run_kind, spec.config, spec.options(), stage=stage.name)
 
@@ -74,11 +86,34 @@ def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, call
         raise ValueError(f"run {run.id} is not of a stage that can be carried out (it may be an experiment's "
                          "summary run); start a new run instead.")
     stage = get_stage(stage_name)
-    status = _StatusWriter(run)
-    ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
-                       callbacks=[status, *callbacks], stop_event=stop_event, splits=splits)
-    _execute(run, lambda: stage.body(ctx), status)
+    with run.claim():  # RunBusyError, before anything is written, when another process trains it
+        status = _StatusWriter(run)
+        ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
+                           callbacks=[status, *callbacks], stop_event=stop_event, splits=splits)
+        _rewind_metrics(run, [status, *callbacks])
+        _execute(run, lambda: stage.body(ctx), status)
     return run
+
+
+def _rewind_metrics(run: Run, callbacks: Sequence[Callback]) -> None:
+    """On a resume, cut metrics.jsonl back to the checkpoint so every step is logged once, and say so.
+
+    Steps after the last checkpoint were lost with the process that ran them; they are trained (and
+    logged) again. Without a usable checkpoint the run starts again from step 0, which is said too.
+    """
+    if not run.metrics_path.exists():
+        return  # a fresh run
+    step = run.load_checkpoint()["step"] if run.checkpoint_path.exists() else 0
+    dropped = run.keep_metrics_up_to(step)
+    if step:
+        message = f"resuming from the checkpoint at step {step}"
+    else:
+        message = "no checkpoint was saved before this run stopped: training starts again from step 0"
+    if dropped:
+        message += f"; {dropped} event(s) logged after it were removed and will be logged again"
+    event = {"kind": "resume", "step": step, "message": message}
+    for callback in callbacks:
+        callback(event)
 
 
 def start(spec: JobSpec, store: RunStore, **kwargs: Any) -> Run:
@@ -88,7 +123,6 @@ def start(spec: JobSpec, store: RunStore, **kwargs: Any) -> Run:
 
 def _execute(run: Run, body: Callable[[], dict[str, Any]], status: _StatusWriter) -> dict[str, Any]:
     """Run ``body`` with the run's status kept honest: finished, stopped or failed with the reason."""
-    mark_active(run.id, True)
     run.set_status("running", started=time.time(), error=None)
     try:
         results = body()
@@ -96,8 +130,6 @@ def _execute(run: Run, body: Callable[[], dict[str, Any]], status: _StatusWriter
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc(limit=8), **status.progress)
         raise
-    finally:
-        mark_active(run.id, False)
     state = "stopped" if results.pop("_stopped", False) else "finished"
     run.set_status(state, results=results, finished=time.time(), **status.progress)
     return results
@@ -109,8 +141,8 @@ def resume_check(store: RunStore, run_id: str) -> Run:
     status = run.read_status()
     if status.get("state") == "finished":
         raise ValueError(f"run {run_id} has already finished; nothing to resume.")
-    if status.get("state") == "running":
-        raise ValueError(f"run {run_id} is still running in process {status.get('pid')}.")
+    if status.get("state") == "running" or run.claimed():
+        raise RunBusyError(f"run {run_id} is still running in process {status.get('pid')}; stop it first.")
     stage_name = stage_of_record(run.read_record())
     if stage_name is None or not get_stage(stage_name).resumable:
         what = get_stage(stage_name).title if stage_name else "this kind of run"

@@ -8,10 +8,13 @@
   ``encoder.pt``      the backbone's plain ``state_dict`` (torchvision-compatible)
   ``stop.request``    present while someone has asked the run's worker process to stop
   ``worker.log``      a worker process's own output (tracebacks of hard crashes)
+  ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -27,11 +30,15 @@ from typing import Any
 import torch
 
 from .config import ConfigError, ExperimentConfig, from_dict, to_dict
-from .files import atomic_torch_save, atomic_write_json, parse_jsonl, read_json_object
+from .files import atomic_torch_save, atomic_write_bytes, atomic_write_json, parse_jsonl, read_json_object
 
 
 class DamagedRunError(ValueError):
     """A run folder's file cannot be read or does not hold what it should; the message names it."""
+
+
+class RunBusyError(ValueError):
+    """Another process (or thread) is already training this run."""
 
 
 # States a run can be in; "interrupted" is derived when a "running" run's process is gone.
@@ -66,7 +73,45 @@ class Run:
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     encoder_path = property(lambda self: self.path / "encoder.pt")
     stop_request_path = property(lambda self: self.path / "stop.request")
+    owner_lock_path = property(lambda self: self.path / "owner.lock")
     worker_log_path = property(lambda self: self.path / "worker.log")
+
+    # -- ownership: one trainer at a time
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the run's exclusive lock while training it; a RunBusyError when someone else holds it.
+
+        ``flock`` on a file of the run folder: taken atomically, so of two processes (or two threads,
+        each with its own open file) started at the same moment exactly one trains; and released by the
+        operating system when the holder exits, however it dies.
+        """
+        fd = os.open(self.owner_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                raise RunBusyError(f"run {self.id} is already being trained (by process {holder}); wait for it "
+                                   "to end or stop it first.") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the file releases the lock
+
+    def claimed(self) -> bool:
+        """Whether some process holds the run's lock right now."""
+        try:
+            fd = os.open(self.owner_lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     # -- stop requests (the channel to a worker in another process)
     def request_stop(self) -> None:
@@ -120,6 +165,16 @@ class Run:
         except FileNotFoundError:
             return []
 
+    def keep_metrics_up_to(self, step: int) -> int:
+        """Drop the events logged after ``step`` (work lost since the checkpoint), atomically; returns how many."""
+        events = self.read_metrics()
+        kept = [e for e in events if not isinstance(e.get("step"), (int, float)) or e["step"] <= step]
+        if len(kept) != len(events):
+            with self._lock:
+                data = "".join(json.dumps(e, default=str) + "\n" for e in kept).encode()
+                atomic_write_bytes(self.metrics_path, data)
+        return len(events) - len(kept)
+
     # -- status
     def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
         if state not in STATES:
@@ -139,9 +194,9 @@ class Run:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
         status = self._read_status_file()
         state = status.get("state")
-        if state == "running" and not _owner_alive(status, self.id):
-            status["state"] = "interrupted"
-        elif state == "queued" and status.get("pid") != os.getpid() and not _owner_alive(status, self.id):
+        if state == "running" and not self.claimed():
+            status["state"] = "interrupted"  # nobody holds the lock: its trainer is gone
+        elif state == "queued" and status.get("pid") != os.getpid() and not pid_alive(status.get("pid")):
             status["state"] = "interrupted"  # queued by a process that died before starting it
         return status
 
@@ -152,7 +207,12 @@ class Run:
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         if not self.checkpoint_path.exists():
             raise FileNotFoundError(f"run {self.id} has no checkpoint to resume from ({self.checkpoint_path}).")
-        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+        state = self._load_tensor_file(self.checkpoint_path, map_location,
+                                       "delete it to train this run again from step 0, or delete the run")
+        if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
+            raise DamagedRunError(f"run {self.id}: checkpoint.pt does not hold a training checkpoint; delete it to "
+                                  "train this run again from step 0, or delete the run.")
+        return state
 
     def save_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
         atomic_torch_save(self.encoder_path, state_dict)
@@ -161,29 +221,22 @@ class Run:
         if not self.encoder_path.exists():
             raise FileNotFoundError(f"run {self.id} has no exported encoder yet ({self.encoder_path}); "
                                     "let the run finish or export it first.")
-        return torch.load(self.encoder_path, map_location="cpu", weights_only=True)
+        state = self._load_tensor_file(self.encoder_path, "cpu",
+                                       "resume the run if it can be resumed, or train a new one")
+        if not isinstance(state, dict):
+            raise DamagedRunError(f"run {self.id}: encoder.pt does not hold a state_dict; train a new run.")
+        return state
 
-
-# Runs being executed by this process (see runner); a run of ours that is not here has died with
-# its thread, however recent its last status write.
-_ACTIVE_HERE: set[str] = set()
-_ACTIVE_LOCK = threading.Lock()
-
-
-def mark_active(run_id: str, active: bool) -> None:
-    with _ACTIVE_LOCK:
-        if active:
-            _ACTIVE_HERE.add(run_id)
-        else:
-            _ACTIVE_HERE.discard(run_id)
-
-
-def _owner_alive(status: dict[str, Any], run_id: str) -> bool:
-    pid = status.get("pid")
-    if pid == os.getpid():
-        with _ACTIVE_LOCK:
-            return run_id in _ACTIVE_HERE
-    return pid_alive(pid)
+    def _load_tensor_file(self, path: Path, map_location: str | torch.device, remedy: str) -> Any:
+        """``torch.load`` of our own file, with one clear line naming the file when it is damaged."""
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - zip, pickle and tensor errors all mean a damaged file
+            # Never pass on torch's advice to load with weights_only=False: that would run a damaged
+            # (or tampered) file's pickled code.
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise DamagedRunError(f"run {self.id}: {path.name} is damaged and cannot be read ({reason}); "
+                                  f"{remedy}.") from None
 
 
 def pid_alive(pid: object) -> bool:
@@ -201,6 +254,8 @@ def pid_alive(pid: object) -> bool:
 
 _SAFE = re.compile(r"[^a-z0-9-]+")
 _SAFE_KIND = re.compile(r"[a-z0-9-]+")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name inside the store: no path, no '..'
+
 
 
 class RunStore:
@@ -224,6 +279,9 @@ class RunStore:
         return run
 
     def get(self, run_id: str) -> Run:
+        if not run_id or _SAFE_ID.fullmatch(run_id) is None:
+            raise FileNotFoundError(f"{run_id!r} is not a run id: give the name of a folder inside {self.root}/ "
+                                    "(see `python -m byol_core runs`), not a path.")
         path = self.root / run_id
         if not (path / "config.json").is_file():
             known = ", ".join(r.id for r in self.list()[:5]) or "none yet"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from byol_core.config import ExperimentConfig
-from byol_core.runs import Run, RunStore, atomic_write_json
+from byol_core.files import atomic_write_json
+from byol_core.runs import DamagedRunError, Run, RunBusyError, RunStore
 
 
 def test_create_writes_config_and_status_and_lists_newest_first(store: RunStore):
@@ -62,8 +63,6 @@ def test_status_is_replaced_atomically_and_merges_fields(store: RunStore):
 def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     import time
 
-    from byol_core.runs import mark_active
-
     run_dir = tmp_path / "r1"
     run_dir.mkdir()
     # A pid that cannot exist (beyond pid_max) stands for a crashed process.
@@ -78,11 +77,9 @@ def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
     atomic_write_json(run_dir / "status.json", {"state": "queued", "pid": os.getpid(), "updated": time.time()})
     assert Run(run_dir).read_status()["state"] == "queued"
     atomic_write_json(run_dir / "status.json", {"state": "running", "pid": os.getpid(), "updated": time.time()})
-    mark_active("r1", True)
-    try:
+    with Run(run_dir).claim():  # running exactly while someone holds the run's lock
         assert Run(run_dir).read_status()["state"] == "running"
-    finally:
-        mark_active("r1", False)
+    assert Run(run_dir).read_status()["state"] == "interrupted"
 
 
 def test_checkpoint_and_encoder_round_trip_with_weights_only(store: RunStore):
@@ -91,9 +88,55 @@ def test_checkpoint_and_encoder_round_trip_with_weights_only(store: RunStore):
         run.load_checkpoint()
     with pytest.raises(FileNotFoundError, match="no exported encoder"):
         run.load_encoder()
-    state = {"model": {"w": torch.arange(4.0)}, "step": 7, "rng": {"cpu": torch.get_rng_state()}}
+    state = {"model": {"w": torch.arange(4.0)}, "optimizer": {}, "step": 7, "rng": {"cpu": torch.get_rng_state()}}
     run.save_checkpoint(state)
     back = run.load_checkpoint()
     assert back["step"] == 7 and torch.equal(back["model"]["w"], torch.arange(4.0))
     run.save_encoder({"conv.weight": torch.ones(2, 2)})
     assert torch.equal(run.load_encoder()["conv.weight"], torch.ones(2, 2))
+
+
+def test_only_one_claim_of_a_run_at_a_time_even_from_two_threads(store: RunStore):
+    run = store.create("byol", ExperimentConfig())
+    with run.claim():
+        assert run.claimed()
+        with pytest.raises(RunBusyError, match=f"run {run.id} is already being trained \\(by process {os.getpid()}\\)"):
+            with Run(run.path).claim():
+                pass
+    assert not run.claimed()
+    with run.claim():  # free again once released
+        pass
+
+
+@pytest.mark.parametrize("content", [b"\x8a\x17 random bytes" * 50, b"PK\x03\x04truncated"])
+def test_a_damaged_checkpoint_or_encoder_is_named_in_one_line(store: RunStore, content: bytes):
+    run = store.create("byol", ExperimentConfig())
+    run.checkpoint_path.write_bytes(content)
+    run.encoder_path.write_bytes(content)
+    for load, name in ((run.load_checkpoint, "checkpoint.pt"), (run.load_encoder, "encoder.pt")):
+        with pytest.raises(DamagedRunError) as info:
+            load()
+        message = str(info.value)
+        assert f"{name} is damaged" in message and "\n" not in message
+        assert "weights_only" not in message  # never the advice to unpickle an untrusted file
+
+
+def test_run_ids_are_names_inside_the_store_never_paths(store: RunStore, tmp_path):
+    run = store.create("byol", ExperimentConfig())
+    outside = tmp_path / "outside" / "x"
+    outside.mkdir(parents=True)
+    (outside / "config.json").write_text(run.config_path.read_text())
+    for bad in ("../outside/x", "/etc", "..", f"{run.id}/../{run.id}"):
+        with pytest.raises(FileNotFoundError, match="is not a run id"):
+            store.get(bad)
+    assert store.get(run.id).path == run.path
+
+
+def test_metrics_are_cut_back_to_a_step_atomically(store: RunStore):
+    run = store.create("byol", ExperimentConfig())
+    for step in range(1, 6):
+        run.log({"kind": "step", "step": step})
+    run.log({"kind": "note"})
+    assert run.keep_metrics_up_to(3) == 2
+    assert [e.get("step") for e in run.read_metrics()] == [1, 2, 3, None]
+    assert run.keep_metrics_up_to(3) == 0
