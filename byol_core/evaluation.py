@@ -33,16 +33,27 @@ def embed(encoder: nn.Module, images: torch.Tensor, image_size: int, mean: Seque
 @torch.no_grad()
 def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, query_features: torch.Tensor,
                 k: int = 20, temperature: float = 0.07, num_classes: int | None = None,
-                chunk: int = 1024) -> torch.Tensor:
-    """Weighted kNN on cosine similarity (Wu et al. 2018): neighbours vote with ``exp(sim / T)``."""
+                chunk: int = 1024, exclude_self: bool = False) -> torch.Tensor:
+    """Weighted kNN on cosine similarity (Wu et al. 2018): neighbours vote with ``exp(sim / T)``.
+
+    ``exclude_self``: the queries are the bank itself (query i is bank row i) and no point votes
+    for itself, i.e. leave-one-out predictions of the bank's own labels.
+    """
+    if exclude_self and len(query_features) != len(train_features):
+        raise ValueError(f"exclude_self needs the bank as queries: {len(query_features)} queries "
+                         f"for {len(train_features)} bank rows.")
     if num_classes is None:
         num_classes = int(train_labels.max()) + 1
     bank = F.normalize(train_features.float(), dim=1)
-    k = min(k, len(bank))
+    k = min(k, len(bank) - 1 if exclude_self else len(bank))
     preds = []
     for start in range(0, len(query_features), chunk):
         q = F.normalize(query_features[start:start + chunk].float(), dim=1)
-        sims, idx = (q @ bank.T).topk(k, dim=1)
+        sims = q @ bank.T
+        if exclude_self:
+            rows = torch.arange(len(q))
+            sims[rows, rows + start] = -float("inf")
+        sims, idx = sims.topk(k, dim=1)
         weights = (sims / temperature).exp()
         votes = torch.zeros(len(q), num_classes)
         votes.scatter_add_(1, train_labels[idx], weights)

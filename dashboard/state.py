@@ -92,19 +92,18 @@ def get_store() -> RunStore:
     return get_manager().store
 
 
-@st.cache_resource(show_spinner=False)
-def get_projections():  # -> byol_core.embeddings.ProjectionJobs
-    from byol_core.embeddings import ProjectionJobs
+@st.cache_resource(show_spinner=False, on_release=lambda futures: futures.shutdown())
+def get_projections():  # -> byol_core.embeddings.KeyedFutures
+    """The process's background UMAP projections, one future per cache key (two at a time)."""
+    from byol_core.embeddings import KeyedFutures
 
-    return ProjectionJobs()
+    return KeyedFutures(max_workers=2, name="umap")
 
 
 def start_umap_warmup() -> None:
     """Compile UMAP's numba code in the background once per process, so the first projection is quick."""
-    try:
-        from byol_core.embeddings import warm_up_umap
-    except ImportError:  # the embeddings module is optional for the other pages
-        return
+    from byol_core.embeddings import warm_up_umap  # looked up per call, so tests can replace it
+
     warm_up_umap()
 
 

@@ -1,6 +1,7 @@
 import os
 import threading
 import time
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from byol_core.data import load_data
 from byol_core.embeddings import (
     RANDOM_INIT,
     EmbeddingSet,
-    ProjectionJobs,
+    KeyedFutures,
     compute_embeddings,
     embedding_cache_path,
     encoder_from_source,
@@ -20,6 +21,7 @@ from byol_core.embeddings import (
     separation_scores,
     umap_2d,
 )
+from byol_core.evaluation import knn_predict
 from byol_core.models import build_encoder
 from byol_core.presets import get_preset
 from byol_core.runs import RunStore
@@ -76,7 +78,7 @@ def test_embeddings_of_a_run_and_of_random_init(byol_run, monkeypatch):
     # Both are on disk now; a second call (as in a new process: no in-memory state) loads the file.
     assert embedding_cache_path(store, run.id, max_points=100).is_file()
     assert embedding_cache_path(store, RANDOM_INIT, reference_run=run.id, max_points=100).is_file()
-    monkeypatch.setattr(embeddings, "embed", _fail)
+    monkeypatch.setattr(embeddings.sets, "embed", _fail)
     again = compute_embeddings(store, run.id, max_points=100)
     np.testing.assert_array_equal(again.features, learned.features)
     np.testing.assert_array_equal(again.indices, learned.indices)
@@ -106,7 +108,7 @@ def test_a_rewritten_encoder_invalidates_the_cache(byol_run, monkeypatch):
     stat = run.encoder_path.stat()
     os.utime(run.encoder_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert embedding_cache_path(store, run.id, max_points=30) != old
-    monkeypatch.setattr(embeddings, "embed", _fail)
+    monkeypatch.setattr(embeddings.sets, "embed", _fail)
     with pytest.raises(AssertionError, match="from the cache"):
         compute_embeddings(store, run.id, max_points=30)
 
@@ -114,14 +116,14 @@ def test_a_rewritten_encoder_invalidates_the_cache(byol_run, monkeypatch):
 def test_concurrent_requests_for_one_set_embed_once(byol_run, monkeypatch):
     store, run = byol_run
     calls = []
-    real_embed = embeddings.embed
+    real_embed = embeddings.sets.embed
 
     def slow_embed(*args, **kwargs):
         calls.append(1)
         time.sleep(0.2)
         return real_embed(*args, **kwargs)
 
-    monkeypatch.setattr(embeddings, "embed", slow_embed)
+    monkeypatch.setattr(embeddings.sets, "embed", slow_embed)
     results = []
     threads = [threading.Thread(target=lambda: results.append(compute_embeddings(store, run.id, max_points=40)))
                for _ in range(3)]
@@ -225,6 +227,18 @@ def test_separation_scores_tell_clusters_from_noise():
     assert all(np.isnan(v) for v in separation_scores(feats, np.zeros(len(feats), dtype=np.int64)).values())
 
 
+def test_leave_one_out_knn_predicts_each_point_from_all_the_others():
+    rng = np.random.default_rng(2)
+    x = torch.as_tensor(rng.normal(size=(40, 6)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 3, size=40))
+    loo = knn_predict(x, y, x, k=5, num_classes=3, chunk=7, exclude_self=True)  # chunks cross the diagonal
+    for i in range(len(x)):
+        others = torch.arange(len(x)) != i
+        assert loo[i] == knn_predict(x[others], y[others], x[i:i + 1], k=5, num_classes=3)[0], i
+    with pytest.raises(ValueError, match="exclude_self"):
+        knn_predict(x, y, x[:3], exclude_self=True)
+
+
 def test_separation_scores_subsample_large_sets_for_the_silhouette(monkeypatch):
     import sklearn.metrics
 
@@ -236,7 +250,7 @@ def test_separation_scores_subsample_large_sets_for_the_silhouette(monkeypatch):
     assert seen == [2000] and scores["silhouette"] > 0.5 and scores["knn_accuracy"] > 0.99
 
 
-def test_projection_jobs_run_once_per_key_and_report_results(monkeypatch):
+def test_keyed_futures_run_once_per_key_and_report_results():
     calls = []
     release = threading.Event()
 
@@ -245,44 +259,50 @@ def test_projection_jobs_run_once_per_key_and_report_results(monkeypatch):
         release.wait(5)
         return np.asarray(features, dtype=np.float32)[:, :2] * 2
 
-    monkeypatch.setattr(embeddings, "umap_2d", fake_umap)
-    jobs = ProjectionJobs()
+    jobs = KeyedFutures(max_workers=2)
     feats = np.arange(20, dtype=np.float32).reshape(10, 2)
-    assert jobs.status("a") == "missing" and jobs.result("a") is None and jobs.error("a") is None
-    jobs.request("a", feats, n_neighbors=5)
-    jobs.request("a", feats, n_neighbors=5)
-    assert jobs.status("a") == "running" and jobs.result("a") is None
+    first = jobs.submit("a", fake_umap, feats, n_neighbors=5)
+    assert jobs.submit("a", fake_umap, feats, n_neighbors=5) is first
+    assert not first.done()
     release.set()
-    assert jobs.wait("a", timeout=5) == "done"
-    assert len(calls) == 1 and calls[0] == {"n_neighbors": 5}
-    np.testing.assert_array_equal(jobs.result("a"), feats * 2)
-    assert jobs.result("a").shape == (10, 2) and jobs.error("a") is None
-    jobs.request("a", feats)  # already done: nothing new
+    np.testing.assert_array_equal(first.result(timeout=5), feats * 2)
+    assert len(calls) == 1 and calls[0] == {"n_neighbors": 5} and first.exception() is None
+    assert jobs.submit("a", fake_umap, feats) is first  # already done: nothing new
     assert len(calls) == 1
+    jobs.shutdown()
 
 
-def test_projection_jobs_report_failures_until_forgotten(monkeypatch):
+def test_keyed_futures_keep_failures_until_forgotten():
     def broken_umap(features, **kwargs):
         raise RuntimeError("numba exploded")
 
-    monkeypatch.setattr(embeddings, "umap_2d", broken_umap)
-    jobs = ProjectionJobs()
-    jobs.request("b", np.zeros((6, 3)))
-    assert jobs.wait("b", timeout=5) == "failed"
-    assert jobs.error("b") == "RuntimeError: numba exploded" and jobs.result("b") is None
-    jobs.request("b", np.zeros((6, 3)))  # a failed key is not retried on every page rerun
-    assert jobs.status("b") == "failed"
+    jobs = KeyedFutures()
+    failed = jobs.submit("b", broken_umap, np.zeros((6, 3)))
+    assert isinstance(failed.exception(timeout=5), RuntimeError) and str(failed.exception()) == "numba exploded"
+    assert jobs.submit("b", lambda f: f, np.zeros((6, 3))) is failed  # not retried on every page rerun
     jobs.forget("b")
-    assert jobs.status("b") == "missing"
-    monkeypatch.setattr(embeddings, "umap_2d", lambda f, **kw: np.zeros((len(f), 2), dtype=np.float32))
-    jobs.request("b", np.zeros((6, 3)))
-    assert jobs.wait("b", timeout=5) == "done"
+    retried = jobs.submit("b", lambda f, **kw: np.zeros((len(f), 2), dtype=np.float32), np.zeros((6, 3)))
+    assert retried.result(timeout=5).shape == (6, 2)
+    jobs.shutdown()
+
+
+def test_forgetting_a_queued_key_cancels_its_work():
+    release = threading.Event()
+    jobs = KeyedFutures(max_workers=1)
+    busy = jobs.submit("busy", release.wait, 5)
+    queued = jobs.submit("queued", _fail)
+    jobs.forget("queued")
+    release.set()
+    assert busy.result(timeout=5) is True
+    with pytest.raises(CancelledError):
+        queued.result(timeout=5)
+    jobs.shutdown()
 
 
 def test_warm_up_starts_one_thread_per_process(monkeypatch):
     started = threading.Event()
-    monkeypatch.setattr(embeddings, "_warm_thread", None)
-    monkeypatch.setattr(embeddings, "_warm_up", started.set)  # the real one pays numba's compile
+    monkeypatch.setattr(embeddings.warmup, "_thread", None)
+    monkeypatch.setattr(embeddings.warmup, "_warm_up", started.set)  # the real one pays numba's compile
     assert not embeddings.umap_warm()
     first = embeddings.warm_up_umap()
     assert embeddings.warm_up_umap() is first and first.daemon
@@ -291,7 +311,7 @@ def test_warm_up_starts_one_thread_per_process(monkeypatch):
 
 
 def test_tiny_sets_skip_umap(monkeypatch, tmp_path):
-    monkeypatch.setattr(embeddings, "_umap_model", _fail)
+    monkeypatch.setattr(embeddings.projection, "umap_model", _fail)
     out = umap_2d(np.eye(3, dtype=np.float32), cache_dir=tmp_path)
     assert out.shape == (3, 2) and out.dtype == np.float32
 
@@ -309,7 +329,7 @@ def test_real_umap_layout_and_its_disk_cache(tmp_path, monkeypatch):
     assert separation_scores(layout, labels, k=10)["knn_accuracy"] > 0.95  # clusters stay apart
     assert len(list(tmp_path.glob("umap-*.npz"))) == 1
 
-    monkeypatch.setattr(embeddings, "_umap_model", _fail)
+    monkeypatch.setattr(embeddings.projection, "umap_model", _fail)
     np.testing.assert_array_equal(umap_2d(feats, n_neighbors=10, seed=0, cache_dir=tmp_path), layout)
     with pytest.raises(AssertionError, match="from the cache"):  # other parameters: a new layout
         umap_2d(feats, n_neighbors=11, seed=0, cache_dir=tmp_path)

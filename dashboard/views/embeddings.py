@@ -18,15 +18,17 @@ from byol_core.config import ExperimentConfig, to_json
 from byol_core.embeddings import (
     CACHE_DIRNAME,
     RANDOM_INIT,
+    UMAP_MIN_POINTS,
     EmbeddingSet,
     compute_embeddings,
     embedding_cache_path,
     nearest_neighbours,
     pca_2d,
+    reference_config,
     separation_scores,
+    umap_2d,
     umap_warm,
 )
-from byol_core.presets import get_preset
 from dashboard import charts, images, runinfo, state
 
 NONE = "— none —"
@@ -85,9 +87,7 @@ if RANDOM_INIT in sources:
 
 
 def _config_of(source: str) -> ExperimentConfig:
-    if source == RANDOM_INIT:
-        return by_id[reference].cfg if reference in by_id else get_preset("byol-paper")
-    return by_id[source].cfg
+    return reference_config(store, reference) if source == RANDOM_INIT else by_id[source].cfg
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -115,16 +115,21 @@ def _prepare(source: str) -> dict[str, Any] | None:
         with st.spinner(f"Embedding test images with {_label(source)}…"):
             es = _embedding(path, str(store.root), source, ref, int(max_points))
         cfg = _config_of(source)
-        item = {"source": source, "es": es, "path": path, "cfg": cfg,
-                "data_key": f"{to_json(cfg.data)}|{len(es)}", "umap_key": f"{Path(path).name}|umap"}
-        if layout_choice == "UMAP" and len(es) >= 5:
-            projections.request(item["umap_key"], es.features, cache_dir=store.root / CACHE_DIRNAME)
-        return item
+        umap = None  # the background UMAP layout's future, when one is wanted
+        if layout_choice == "UMAP" and len(es) >= UMAP_MIN_POINTS:
+            umap = projections.submit(f"{Path(path).name}|umap", umap_2d, es.features,
+                                      cache_dir=store.root / CACHE_DIRNAME)
+        return {"source": source, "es": es, "path": path, "cfg": cfg,
+                "data_key": f"{to_json(cfg.data)}|{len(es)}", "umap": umap}
     return None
 
 
+def _umap_running(items: list[dict[str, Any]]) -> bool:
+    return any(item["umap"] is not None and not item["umap"].done() for item in items)
+
+
 prepared = [p for p in (_prepare(s) for s in sources) if p is not None]
-polling = layout_choice == "UMAP" and any(projections.status(p["umap_key"]) == "running" for p in prepared)
+polling = _umap_running(prepared)
 
 
 def _picked(key: str, data_key: str) -> None:
@@ -149,16 +154,15 @@ def _show_column(item: dict[str, Any], side: str) -> None:
               help="Share of points whose 20 nearest neighbours (cosine) vote for their own class.")
     m2.metric("Silhouette", "–" if sil is None or math.isnan(sil) else f"{sil:.3f}",
               help="From -1 to 1: how much closer points are to their own class than to the next one.")
-    xy, note = None, ""
-    if layout_choice == "UMAP" and len(es) >= 5:
-        status = projections.status(item["umap_key"])
-        if status == "done":
-            xy = projections.result(item["umap_key"])
-        elif status == "failed":
-            note = f"UMAP failed ({projections.error(item['umap_key'])}); showing PCA."
-        else:
+    xy, note, umap = None, "", item["umap"]
+    if umap is not None:
+        if not umap.done():
             note = ("UMAP is computing in the background" +
                     ("" if umap_warm() else " (its one-off compile is still warming up)") + "; showing PCA meanwhile.")
+        elif (error := umap.exception()) is not None:
+            note = f"UMAP failed ({type(error).__name__}: {error}); showing PCA."
+        else:
+            xy = umap.result()
     if xy is None:
         xy = _pca(item["path"], es)
     pick = st.session_state.get(PICK_KEY)
@@ -197,8 +201,7 @@ def plots() -> None:
     for col, item, side in zip(cols, prepared, ("a", "b"), strict=False):
         with col, state.user_errors():
             _show_column(item, side)
-    still = layout_choice == "UMAP" and any(projections.status(p["umap_key"]) == "running" for p in prepared)
-    if polling and not still:
+    if polling and not _umap_running(prepared):
         st.rerun()  # UMAP is done: a full rerun redraws and stops the polling
 
 
