@@ -1,7 +1,7 @@
 """Process-wide objects and per-session choices shared by the dashboard's pages.
 
 Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.jobs.JobManager` that runs
-training jobs in background worker processes, and the UMAP :class:`~byol_core.embeddings.ProjectionJobs`. Per
+training jobs in background worker processes, and the UMAP :class:`~byol_core.embeddings.KeyedFutures` of UMAP layouts. Per
 session (``st.session_state``): the data set and augmentation the Data page chose, so the Train
 page trains on exactly what was previewed. Nothing here learns anything; it only wires
 ``byol_core`` objects to the UI.

@@ -23,6 +23,7 @@ from byol_core.embeddings import (
 )
 from byol_core.evaluation import knn_predict
 from byol_core.models import build_encoder
+from byol_core.plans import plan
 from byol_core.presets import get_preset
 from byol_core.runs import RunStore
 
@@ -31,7 +32,7 @@ from byol_core.runs import RunStore
 def byol_run(tmp_path_factory):
     """One real tiny BYOL run (about 2 s), shared by the tests of this module."""
     store = RunStore(tmp_path_factory.mktemp("emb") / "runs")
-    run = runner.pretrain(get_preset("tiny"), store)
+    run = runner.start(plan("byol", get_preset("tiny")), store)
     return store, run
 
 

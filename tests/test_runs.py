@@ -100,9 +100,9 @@ def test_only_one_claim_of_a_run_at_a_time_even_from_two_threads(store: RunStore
     run = store.create("byol", ExperimentConfig())
     with run.claim():
         assert run.claimed()
-        with pytest.raises(RunBusyError, match=f"run {run.id} is already being trained \\(by process {os.getpid()}\\)"):
-            with Run(run.path).claim():
-                pass
+        busy = f"run {run.id} is already being trained \\(by process {os.getpid()}\\)"
+        with pytest.raises(RunBusyError, match=busy), Run(run.path).claim():
+            pass
     assert not run.claimed()
     with run.claim():  # free again once released
         pass

@@ -29,7 +29,8 @@ from byol_core.embeddings import (
     umap_2d,
     umap_warm,
 )
-from dashboard import charts, images, runinfo, state
+from byol_core.summary import list_summaries
+from dashboard import charts, images, state
 
 NONE = "— none —"
 NEIGHBOURS = 8
@@ -40,10 +41,10 @@ PICK_KEY = "emb.pick"  # (data key, row) of the selected test image, shared by b
 manager = state.get_manager()
 store = manager.store
 projections = state.get_projections()
-infos = runinfo.list_runs(store)
-# BYOL encoders first (newest first), then supervised ones: the default view is a BYOL encoder.
-encoders = sorted(runinfo.encoder_runs(infos), key=lambda i: i.mode != "byol")
-by_id = {i.id: i for i in encoders}
+# Pretrained encoders first (newest first), then supervised ones: the default view is a BYOL encoder.
+encoders = sorted([s for s in list_summaries(store) if s.usable_encoder],
+                  key=lambda s: not (s.stage_info and s.stage_info.pretraining))
+by_id = {s.id: s for s in encoders}
 
 st.title("Embeddings")
 st.markdown(
@@ -87,7 +88,7 @@ if RANDOM_INIT in sources:
 
 
 def _config_of(source: str) -> ExperimentConfig:
-    return reference_config(store, reference) if source == RANDOM_INIT else by_id[source].cfg
+    return reference_config(store, reference) if source == RANDOM_INIT else by_id[source].config
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
