@@ -23,6 +23,7 @@ from .training import Callback, TrainingError
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
+NOTE_KINDS = ("note", "resume")  # events that carry a message for the person at the terminal
 
 
 class ProgressBars:
@@ -34,11 +35,15 @@ class ProgressBars:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
+            if event.get("kind") in NOTE_KINDS:  # what a person must know is said even without bars
+                print(f"note: {event.get('message')}", file=sys.stderr)
             return
         from tqdm.auto import tqdm
 
         kind = event.get("kind")
-        if kind == "start":
+        if kind in NOTE_KINDS:
+            tqdm.write(f"note: {event.get('message')}", file=sys.stderr)
+        elif kind == "start":
             self.close()
             self.bar = tqdm(total=event["total_steps"], initial=event["step"], desc=event.get("stage", ""),
                             unit="step", dynamic_ncols=True)
@@ -57,8 +62,16 @@ class ProgressBars:
             self.bar = None
 
 
+def _say_defaults(path: str) -> Callable[[list[str]], None]:
+    def say(fields: list[str]) -> None:
+        shown = ", ".join(fields[:8]) + (f" and {len(fields) - 8} more" if len(fields) > 8 else "")
+        print(f"note: {path} does not set {shown}; using the defaults for those.", file=sys.stderr)
+
+    return say
+
+
 def build_config(args: argparse.Namespace) -> ExperimentConfig:
-    cfg = load_config(args.config) if args.config else get_preset(args.preset)
+    cfg = load_config(args.config, on_defaults=_say_defaults(args.config)) if args.config else get_preset(args.preset)
     return with_overrides(cfg, parse_set_args(args.set or []))
 
 
@@ -90,6 +103,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the table as JSON to this path")
     p = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
     p.add_argument("run_id")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a field that is safe to change mid-run, e.g. --set byol.optim.lr=1e-4 (repeatable)")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("runs", help="list runs and their state")
@@ -151,7 +166,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     bars = ProgressBars(enabled=not args.no_progress) if hasattr(args, "no_progress") else None
     callbacks: list[Callback] = [bars] if bars else []
     if args.command == "resume":
-        run = _in_worker(lambda stop: runner.resume(store, args.run_id, callbacks=callbacks, stop_event=stop))
+        overrides = parse_set_args(args.set or [])
+        run = _in_worker(lambda stop: runner.resume(store, args.run_id, callbacks=callbacks, stop_event=stop,
+                                                    overrides=overrides))
         _print_results(store, run.id)
         return 0
     cfg = build_config(args)

@@ -14,6 +14,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,8 +317,13 @@ def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(to_json(cfg) + "\n")
 
 
-def load_config(path: str | Path, cls: type = ExperimentConfig) -> Any:
-    """A config from a JSON file: a bare config, or a run's ``config.json`` (its ``config`` part)."""
+def load_config(path: str | Path, cls: type = ExperimentConfig,
+                on_defaults: Callable[[list[str]], None] | None = None) -> Any:
+    """A config from a JSON file: a bare config, or a run's ``config.json`` (its ``config`` part).
+
+    Fields the file does not set take their defaults; ``on_defaults`` is told which, so a caller
+    can say so instead of filling them silently.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
@@ -327,7 +333,24 @@ def load_config(path: str | Path, cls: type = ExperimentConfig) -> Any:
         raise ConfigError(f"config file {str(p)!r} is not valid JSON: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("config"), dict) and "kind" in data:
         data = data["config"]  # a run folder's record: kind, options and the config itself
-    return from_dict(cls, data)
+    cfg = from_dict(cls, data)
+    missing = missing_fields(cls, data)
+    if missing and on_defaults is not None:
+        on_defaults(missing)
+    return cfg
+
+
+def missing_fields(cls: type, data: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields of ``cls`` that ``data`` does not set (they take their defaults)."""
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if not isinstance(data, dict) or f.name not in data:
+            out.append(name)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out.extend(missing_fields(hints[f.name], data[f.name], name + "."))
+    return out
 
 
 def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _CACHE_SIZE = 4
+MIN_CHANNEL_STD = 1e-3
 
 Progress = Callable[[str, float], None]
 
@@ -243,7 +244,8 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
     if count == 0:
         return (0.0,) * channels, (1.0,) * channels
     mean = total / count
-    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    # A constant channel (e.g. no blue anywhere) would divide by zero when normalising.
+    std = (total_sq / count - mean.square()).clamp_min(0).sqrt().clamp_min(MIN_CHANNEL_STD)
     return tuple(mean.tolist()), tuple(std.tolist())
 
 

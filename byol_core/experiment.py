@@ -71,60 +71,69 @@ def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks_for: Cal
     callbacks_for = callbacks_for or (lambda _stage: ())
     say = progress or (lambda _msg: None)
     exp_run = store.create("experiment", cfg)
-    exp_run.set_status("running", started=time.time())
-    say("loading data")
-    splits = load_data(cfg.data)
-    result = ExperimentResult(run_id=exp_run.id, dataset=splits.name, label_fraction=cfg.data.label_fraction,
-                              labelled_images=len(splits.labelled_train), test_images=len(splits.test),
-                              config_name=cfg.name)
+    with exp_run.claim():  # its status reads "running" only while this process holds it
+        exp_run.set_status("running", started=time.time())
+        try:
+            say("loading data")
+            splits = load_data(cfg.data)
+        except BaseException as exc:  # not left 'running' forever: say why it ended
+            exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        if splits.skipped_files:
+            exp_run.skipped_files_path.write_text("\n".join(splits.skipped_files) + "\n")
+            say(f"{len(splits.skipped_files)} file(s) could not be read and were skipped (listed in "
+                f"{exp_run.skipped_files_path})")
+        result = ExperimentResult(run_id=exp_run.id, dataset=splits.name, label_fraction=cfg.data.label_fraction,
+                                  labelled_images=len(splits.labelled_train), test_images=len(splits.test),
+                                  config_name=cfg.name)
 
-    def timed(method: str, fn: Callable[[], tuple[float | None, str | None]]) -> None:
-        if stop_event is not None and stop_event.is_set():
-            return
-        say(method)
-        t0 = time.perf_counter()
-        accuracy, run_id = fn()
-        row = ExperimentRow(method, accuracy, run_id, time.perf_counter() - t0)
-        result.rows.append(row)
-        exp_run.log({"kind": "row", **asdict(row)})
+        def timed(method: str, fn: Callable[[], tuple[float | None, str | None]]) -> None:
+            if stop_event is not None and stop_event.is_set():
+                return
+            say(method)
+            t0 = time.perf_counter()
+            accuracy, run_id = fn()
+            row = ExperimentRow(method, accuracy, run_id, time.perf_counter() - t0)
+            result.rows.append(row)
+            exp_run.log({"kind": "row", **asdict(row)})
 
-    def stage_run(stage: str, source_run: str | None = None) -> tuple[float | None, str | None]:
-        run = runner.start(plan(stage, cfg, source_run=source_run), store, splits=splits,
-                           callbacks=callbacks_for(stage), stop_event=stop_event)
-        return get_stage(stage).headline(runner.run_results(run)), run.id
+        def stage_run(stage: str, source_run: str | None = None) -> tuple[float | None, str | None]:
+            run = runner.start(plan(stage, cfg, source_run=source_run), store, splits=splits,
+                               callbacks=callbacks_for(stage), stop_event=stop_event)
+            return get_stage(stage).headline(runner.run_results(run)), run.id
 
-    try:
-        byol_runs: list[str] = []
+        try:
+            byol_runs: list[str] = []
 
-        def byol_knn():  # its time is BYOL pretraining's
-            accuracy, run_id = stage_run(BYOL.name)
-            byol_runs.append(run_id)
-            return accuracy, run_id
+            def byol_knn():  # its time is BYOL pretraining's
+                accuracy, run_id = stage_run(BYOL.name)
+                byol_runs.append(run_id)
+                return accuracy, run_id
 
-        timed(BYOL.method, byol_knn)
-        if not byol_runs:
-            raise RuntimeError("stopped before BYOL pretraining started")
-        for stage in (LINEAR, FINETUNE):
-            timed(stage.method, lambda stage=stage: stage_run(stage.name, byol_runs[0]))
-        timed(SCRATCH.method, lambda: stage_run(SCRATCH.name))
-        timed(KNN.method, lambda: stage_run(KNN.name))
+            timed(BYOL.method, byol_knn)
+            if not byol_runs:
+                raise RuntimeError("stopped before BYOL pretraining started")
+            for stage in (LINEAR, FINETUNE):
+                timed(stage.method, lambda stage=stage: stage_run(stage.name, byol_runs[0]))
+            timed(SCRATCH.method, lambda: stage_run(SCRATCH.name))
+            timed(KNN.method, lambda: stage_run(KNN.name))
 
-        def pixel_knn():
-            size = cfg.augment.image_size
-            train_x = pixel_features(splits.labelled_train.images, size, splits.mean, splits.std)
-            test_x = pixel_features(splits.test.images, size, splits.mean, splits.std)
-            return knn_accuracy(train_x, splits.labelled_train.labels, test_x, splits.test.labels,
-                                k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
-                                num_classes=splits.num_classes), None
+            def pixel_knn():
+                size = cfg.augment.image_size
+                train_x = pixel_features(splits.labelled_train.images, size, splits.mean, splits.std)
+                test_x = pixel_features(splits.test.images, size, splits.mean, splits.std)
+                return knn_accuracy(train_x, splits.labelled_train.labels, test_x, splits.test.labels,
+                                    k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                                    num_classes=splits.num_classes), None
 
-        timed("raw-pixel kNN", pixel_knn)
-    except Exception as exc:
-        exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    result.wall_seconds = time.perf_counter() - t_start
-    stopped = stop_event is not None and stop_event.is_set()
-    exp_run.set_status("stopped" if stopped else "finished", results=result.to_dict(), finished=time.time())
-    if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    return result
+            timed("raw-pixel kNN", pixel_knn)
+        except BaseException as exc:  # a crash or Ctrl-C twice: the experiment run says how it ended
+            exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        result.wall_seconds = time.perf_counter() - t_start
+        stopped = stop_event is not None and stop_event.is_set()
+        exp_run.set_status("stopped" if stopped else "finished", results=result.to_dict(), finished=time.time())
+        if json_path is not None:
+            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        return result

@@ -8,16 +8,18 @@ metric event in ``metrics.jsonl``, checkpoints, and the encoder exported when do
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .config import ConfigError, with_overrides
 from .data import DataSplits
 from .device import resolve_device
 from .models import build_encoder
-from .plans import JobSpec
+from .plans import JobSpec, config_diff
 from .runs import Run, RunBusyError, RunStore
 from .stages import StageContext, get_stage, stage_of_record
 from .training import Callback
@@ -150,10 +152,41 @@ def resume_check(store: RunStore, run_id: str) -> Run:
     return run
 
 
+# Fields a resumed run may change: they steer the remaining steps without changing what a step is
+# (the model, the data, the schedule's length and the batch stay as the checkpoint expects).
+RESUME_SAFE_FIELDS = re.compile(r"(byol\.optim|supervised\.optim|supervised\.linear_optim)\.(lr|weight_decay)"
+                                r"|runtime\.(device|precision|num_threads|log_every|checkpoint_every_epochs|compile)"
+                                r"|byol\.knn_every_epochs|eval\.batch_size")
+
+
+def change_for_resume(run: Run, overrides: dict[str, Any]) -> list[str]:
+    """Apply ``--set`` overrides to a stopped run's config; a ConfigError names fields that are not safe."""
+    unsafe = [k for k in overrides if not RESUME_SAFE_FIELDS.fullmatch(k)]
+    if unsafe:
+        raise ConfigError(f"--set {unsafe[0]} cannot change on resume (the checkpoint was trained with it); "
+                          "fields that can: learning rates and weight decay, runtime.*, byol.knn_every_epochs, "
+                          "eval.batch_size. Start a new run to change the others.")
+    cfg, kind, options = run.read_config()
+    new = with_overrides(cfg, overrides)
+    changes = [str(c) for c in config_diff(cfg, new, "set on resume")]
+    if changes:
+        run.write_config(new, kind, options, run.read_record().get("stage"))
+        run.log({"kind": "note", "message": "; ".join(changes)})
+    return changes
+
+
 def resume(store: RunStore, run_id: str, *, callbacks: Sequence[Callback] = (),
-           stop_event: threading.Event | None = None) -> Run:
-    """Continue a stopped or interrupted run from its last checkpoint, with the same step count."""
-    return execute(store, resume_check(store, run_id), callbacks=callbacks, stop_event=stop_event)
+           stop_event: threading.Event | None = None, overrides: dict[str, Any] | None = None) -> Run:
+    """Continue a stopped or interrupted run from its last checkpoint, with the same step count.
+
+    ``overrides``: fields that are safe to change mid-run (:data:`RESUME_SAFE_FIELDS`), e.g. a lower
+    learning rate after the loss became NaN.
+    """
+    run = resume_check(store, run_id)
+    if overrides:
+        with run.claim():  # nobody may start it while its config changes
+            change_for_resume(run, overrides)
+    return execute(store, run, callbacks=callbacks, stop_event=stop_event)
 
 
 def run_results(run: Run) -> dict[str, Any]:

@@ -8,6 +8,7 @@
   ``encoder.pt``      the backbone's plain ``state_dict`` (torchvision-compatible)
   ``stop.request``    present while someone has asked the run's worker process to stop
   ``worker.log``      a worker process's own output (tracebacks of hard crashes)
+  ``skipped_files.txt`` files of the data set that could not be read, with the reason
   ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
 """
 
@@ -74,6 +75,7 @@ class Run:
     encoder_path = property(lambda self: self.path / "encoder.pt")
     stop_request_path = property(lambda self: self.path / "stop.request")
     owner_lock_path = property(lambda self: self.path / "owner.lock")
+    skipped_files_path = property(lambda self: self.path / "skipped_files.txt")
     worker_log_path = property(lambda self: self.path / "worker.log")
 
     # -- ownership: one trainer at a time
@@ -234,9 +236,9 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - zip, pickle and tensor errors all mean a damaged file
             # Never pass on torch's advice to load with weights_only=False: that would run a damaged
             # (or tampered) file's pickled code.
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise DamagedRunError(f"run {self.id}: {path.name} is damaged and cannot be read ({reason}); "
-                                  f"{remedy}.") from None
+            # torch's own message is long and carries that advice, so only its kind is named.
+            raise DamagedRunError(f"run {self.id}: {path.name} is damaged and cannot be read "
+                                  f"({type(exc).__name__}); {remedy}.") from None
 
 
 def pid_alive(pid: object) -> bool:

@@ -40,7 +40,18 @@ class StageContext:
     def data(self) -> DataSplits:
         if self.splits is None:
             self.splits = load_data(self.cfg.data)
+            if self.splits.skipped_files:
+                self.note(f"{len(self.splits.skipped_files)} file(s) skipped while reading the data: "
+                          f"{'; '.join(self.splits.skipped_files[:3])}"
+                          f"{' ...' if len(self.splits.skipped_files) > 3 else ''} "
+                          f"(all listed in {self.run.skipped_files_path})")
+                self.run.skipped_files_path.write_text("\n".join(self.splits.skipped_files) + "\n")
         return self.splits
+
+    def note(self, message: str) -> None:
+        """Tell the person (CLI, metrics.jsonl, the dashboard's log) something they must know."""
+        for callback in self.callbacks:
+            callback({"kind": "note", "message": message})
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The run's own checkpoint when it is being resumed, else None (a fresh start)."""
