@@ -32,14 +32,12 @@ def _need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-
-
-
-
 @pytest.fixture()
 def server(tmp_path):
     port = free_port()
-    env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1"}
+    # The tiny preset keeps every job short by steps: the test waits on state, whatever the machine's speed.
+    env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1",
+           "BYOL_DEFAULT_PRESET": "tiny"}
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
@@ -53,8 +51,6 @@ def server(tmp_path):
         stop_server(proc)
         log.close()
         print((tmp_path / "streamlit.log").read_text()[-3000:])
-
-
 
 
 def _goto(page, title: str) -> None:
@@ -118,13 +114,13 @@ def test_dashboard_in_chromium(server):
             # Train: a tiny BYOL run, then the loss chart fills in; then a supervised baseline.
             _goto(page, "Train")
             page.get_by_role("button", name="Start", exact=True).click()
-            page.wait_for_function(CHART_HAS_POINTS, timeout=180_000)
-            page.get_by_text("Finished: kNN accuracy").first.wait_for(timeout=180_000)
+            page.wait_for_function(CHART_HAS_POINTS, timeout=600_000)
+            page.get_by_text("Finished: kNN accuracy").first.wait_for(timeout=600_000)
             settle(page)
             page.get_by_text("Supervised from scratch (baseline)").click()
             settle(page)
             page.get_by_role("button", name="Start", exact=True).click()
-            page.get_by_text("Finished: test accuracy").first.wait_for(timeout=180_000)
+            page.get_by_text("Finished: test accuracy").first.wait_for(timeout=600_000)
             settle(page)
             _no_error_boxes(page)
             _shot(page, "2-train.png")
@@ -132,7 +128,7 @@ def test_dashboard_in_chromium(server):
             # Compare: both runs in the chart and the table, plus the random-init kNN floor.
             _goto(page, "Compare")
             page.get_by_role("button", name="Run random-init kNN").click()
-            page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=120_000)
+            page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=600_000)
             settle(page)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             assert page.get_by_text("Download CSV").count() == 1

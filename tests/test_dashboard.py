@@ -55,7 +55,7 @@ def _errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 
 
-def _wait_for(store: RunStore, predicate, timeout: float = 120.0) -> list:
+def _wait_for(store: RunStore, predicate, timeout: float = 600.0) -> list:
     deadline = time.time() + timeout
     while time.time() < deadline:
         runs = [r for r in store.list() if predicate(r.read_status())]
@@ -66,7 +66,7 @@ def _wait_for(store: RunStore, predicate, timeout: float = 120.0) -> list:
     raise AssertionError(f"no run reached the expected state within {timeout} s: {states}")
 
 
-def _wait_for_end(store: RunStore, timeout: float = 120.0) -> Run:
+def _wait_for_end(store: RunStore, timeout: float = 600.0) -> Run:
     """The run that finished or failed, once the dashboard's job for it has ended too.
 
     A worker writes its final status a moment before it exits and its supervising thread notices.
@@ -74,7 +74,7 @@ def _wait_for_end(store: RunStore, timeout: float = 120.0) -> Run:
     from dashboard import state
 
     run = _wait_for(store, lambda s: s.get("state") in ("finished", "failed"), timeout)[0]
-    state.get_manager().wait(run.id, timeout=30)
+    state.get_manager().wait(run.id, timeout=600)
     return run
 
 
@@ -206,21 +206,21 @@ def test_a_running_job_blocks_a_duplicate_start_and_can_be_stopped_and_resumed(r
     at.selectbox(key="train.preset").set_value("tiny").run()
     at.number_input(key="train.epochs.byol.tiny.").set_value(400.0).run()
     at.button(key="train.start").click().run()
-    _wait_for(store, lambda s: s.get("state") == "running" and s.get("step", 0) > 0, timeout=60)
+    _wait_for(store, lambda s: s.get("state") == "running" and s.get("step", 0) > 0, timeout=600)
     at.run()
     assert at.button(key="train.start").disabled  # the identical job is active
     run = store.list()[0]
     at.button(key=f"stop.{run.id}").click().run()
-    _wait_for(store, lambda s: s.get("state") == "stopped", timeout=60)
+    _wait_for(store, lambda s: s.get("state") == "stopped", timeout=600)
     from dashboard import state
 
-    state.get_manager().wait(run.id, timeout=30)
+    state.get_manager().wait(run.id, timeout=600)
     at.run()
     assert not at.exception
     assert not at.button(key="train.start").disabled
     at.button(key=f"resume.{run.id}").click().run()
     assert not at.exception
-    _wait_for(store, lambda s: s.get("state") == "running", timeout=60)
+    _wait_for(store, lambda s: s.get("state") == "running", timeout=600)
     assert len(store.list()) == 1  # resumed in place, no new run
 
 
@@ -261,7 +261,7 @@ def test_compare_runs_random_init_knn_when_missing_and_exports_csv(runs_dir):
     # A finished BYOL run (trained directly through the manager, as the Train page does).
     manager = state.get_manager()
     job = manager.submit(plan("byol", _tiny_cfg()))
-    manager.wait(job.id, timeout=120)
+    manager.wait(job.id, timeout=600)
     assert job.state == "finished", job.error
 
     _page(at, "views/compare.py")

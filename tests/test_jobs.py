@@ -34,7 +34,7 @@ def cfg():
 def test_a_byol_job_runs_in_the_background_and_finishes(manager, cfg):
     job = manager.submit(plan("byol", cfg))
     assert job.state in ("queued", "running")
-    manager.wait(job.id, timeout=120)
+    manager.wait(job.id, timeout=600)
     assert job.state == "finished", job.error
     assert job.progress()["fraction"] == 1.0
     assert job.progress()["img_per_s"] > 0  # the last step's speed outlives the epoch and end events
@@ -55,7 +55,7 @@ def test_identical_requests_while_active_start_one_job(manager, cfg):
     assert len({j.id for j in jobs}) == 1
     assert len(manager.store.list()) == 1
     manager.stop(jobs[0].id)
-    manager.wait(jobs[0].id, timeout=60)
+    manager.wait(jobs[0].id, timeout=600)
     assert jobs[0].state == "stopped"
 
 
@@ -63,31 +63,31 @@ def test_extra_jobs_queue_until_a_slot_frees(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 200})
     first = manager.submit(plan("byol", long))
     second = manager.submit(plan("scratch", cfg))
-    _wait_until(lambda: first.state == "running", 30)
+    _wait_until(lambda: first.state == "running", 300)
     assert first.state == "running" and second.state == "queued"
     manager.stop(first.id)
-    manager.wait(second.id, timeout=120)
+    manager.wait(second.id, timeout=600)
     assert first.state == "stopped" and second.state == "finished", second.error
 
 
 def test_a_stopped_job_resumes_to_the_end(manager, cfg):
     long = with_overrides(cfg, {"byol.optim.epochs": 30, "runtime.log_every": 1})
     job = manager.submit(plan("byol", long))
-    _wait_until(lambda: job.last_event.get("step", 0) >= 3, 60)
+    _wait_until(lambda: job.last_event.get("step", 0) >= 3, 300)
     manager.stop(job.id)
-    manager.wait(job.id, timeout=60)
+    manager.wait(job.id, timeout=600)
     assert job.state == "stopped"
     stopped_at = job.run.load_checkpoint()["step"]
     assert 0 < stopped_at < job.run.read_status()["total_steps"]
     again = manager.resume(job.id)
-    manager.wait(again.id, timeout=300)
+    manager.wait(again.id, timeout=600)
     status = again.run.read_status()
     assert again.state == "finished" and status["results"]["step"] == status["results"]["total_steps"]
 
 
 def test_failures_are_recorded_not_raised(manager, cfg):
     job = manager.submit(plan("byol", with_overrides(cfg, {"model.backbone": "resnet19"})))
-    manager.wait(job.id, timeout=60)
+    manager.wait(job.id, timeout=600)
     assert job.state == "failed" and "resnet19" in job.error
     with pytest.raises(ValueError, match="needs a pretraining run"):
         plan("finetune", cfg)
@@ -99,9 +99,9 @@ def test_a_worker_that_dies_hard_fails_the_job_with_its_exit_code(store, cfg):
     manager = JobManager(store, isolation="process")
     try:
         job = manager.submit(plan("byol", with_overrides(cfg, {"byol.optim.epochs": 200})))
-        _wait_until(lambda: job.last_event.get("step", 0) > 0, 60)
+        _wait_until(lambda: job.last_event.get("step", 0) > 0, 300)
         os.kill(job.process.pid, signal.SIGKILL)
-        manager.wait(job.id, timeout=30)
+        manager.wait(job.id, timeout=600)
         assert job.state == "failed"
         assert "exited with code -9" in job.error
     finally:
