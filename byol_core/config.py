@@ -126,6 +126,8 @@ class DataConfig(_Validated):
     folder: str | None = _f(None, "Image folder for name='folder' (class subfolders optional).")
     folder_image_size: int = _f(96, "Folder images are centre-cropped square and resized to this side.",
                                 min=8, max=1024)
+    max_folder_images: int = _f(20_000, "Refuse image folders with more images than this (a wrong folder, "
+                                        "such as a home directory, would take minutes and gigabytes).", min=1)
     download: bool = _f(True, "Download torchvision data sets when they are not on disk.")
     test_fraction: float = _f(0.2, "Held-out share for sets without a test split.", min=0.05, max=0.9)
     label_fraction: float = _f(1.0, "Share of training labels kept (stratified).", min=0.001, max=1.0)

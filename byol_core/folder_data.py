@@ -22,12 +22,13 @@ from .data_sources import as_image_set
 from .files import atomic_torch_save
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+ENTRIES_PER_IMAGE = 20  # a listing gives up after this many directory entries per allowed image
 
 
 def folder_source_key(cfg: DataConfig) -> tuple:
     """What decides a folder's decoded content; sizes and mtimes notice files added or replaced."""
     folder = _folder_path(cfg)
-    listing = _list_folder(folder)
+    listing = _list_folder(folder, cfg.max_folder_images)
     stamp = tuple((str(p), s.st_size, s.st_mtime_ns) for p, s in ((p, p.stat()) for p, _ in listing.files))
     return ("folder", str(folder), cfg.folder_image_size, stamp)
 
@@ -52,17 +53,50 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _images_under(directory: Path) -> list[Path]:
-    # Hidden folders (.ipynb_checkpoints, .git, ...) never hold training images.
-    return sorted(p for p in directory.rglob("*") if _is_image(p)
-                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+class _Budget:
+    """How many images (and directory entries) a listing may still meet before it gives up, and says why.
+
+    Pointing data.folder at the wrong place (a home folder, /usr) would otherwise walk and decode for
+    minutes and fill memory and disk; a folder of images is never that large on this product's scale.
+    """
+
+    def __init__(self, folder: Path, max_images: int) -> None:
+        self.folder, self.max_images = folder, max_images
+        self.images, self.entries = 0, 0
+
+    def visit(self, is_image: bool) -> None:
+        self.entries += 1
+        self.images += is_image
+        if self.images > self.max_images:
+            raise DataError(f"image folder {str(self.folder)!r} holds more than {self.max_images} images; point "
+                            "data.folder at a smaller folder, or raise data.max_folder_images if you mean it.")
+        if self.entries > ENTRIES_PER_IMAGE * self.max_images:
+            raise DataError(f"image folder {str(self.folder)!r} holds more than {self.entries - 1} files and "
+                            "folders, most of them not images; point data.folder at the folder of your images.")
 
 
-def _list_folder(folder: Path) -> _Listing:
+def _images_under(directory: Path, budget: _Budget) -> list[Path]:
+    found = []
+    for p in directory.rglob("*"):
+        # Hidden folders (.ipynb_checkpoints, .git, ...) never hold training images.
+        image = _is_image(p) and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        budget.visit(image)
+        if image:
+            found.append(p)
+    return sorted(found)
+
+
+def _list_folder(folder: Path, max_images: int) -> _Listing:
+    budget = _Budget(folder, max_images)
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    per_class = [(d.name, _images_under(d)) for d in subdirs]
+    per_class = [(d.name, _images_under(d, budget)) for d in subdirs]
     per_class = [(name, files) for name, files in per_class if files]
-    top_level = sorted(p for p in folder.iterdir() if _is_image(p))
+    top_level = []
+    for p in folder.iterdir():
+        budget.visit(_is_image(p))
+        if _is_image(p):
+            top_level.append(p)
+    top_level.sort()
     if not per_class:
         return _Listing(classes=[], files=[(p, -1) for p in top_level], ignored=[])
     files = [(p, label) for label, (_, paths) in enumerate(per_class) for p in paths]
@@ -119,7 +153,7 @@ def load_folder(cfg: DataConfig, report: Progress) -> Source:
 
 def _decode_folder(cfg: DataConfig, report: Progress) -> Source:
     folder = _folder_path(cfg)
-    listing = _list_folder(folder)
+    listing = _list_folder(folder, cfg.max_folder_images)
     if not listing.files:
         raise DataError(f"image folder {str(folder)!r} holds no images "
                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}). Put images in it, or one "

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,19 +198,43 @@ def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[
     return _preview_sample(_cfg_key(cfg), count)
 
 
+MAX_UPLOAD_BYTES = 200 * 2**20   # per upload: a few thousand photos; more belongs in a folder on disk
+KEEP_UPLOAD_FOLDERS = 5          # older uploads are removed when a new one arrives
+MAX_NAME_CHARS = 100             # longer names are shortened (file systems stop at 255 bytes)
+
+
+def _safe_upload_name(name: str, index: int) -> str:
+    """A short, plain file name that keeps the extension (so the image type is still known)."""
+    path = Path(Path(name).name or f"image-{index}.png")
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem)[:MAX_NAME_CHARS] or "image"
+    return f"{stem}{path.suffix.lower()[:8]}"
+
+
 def save_uploads(files: list, root: str = "data") -> Path:
-    """Write uploaded images into a folder named by their content, for ``DataConfig(name='folder')``."""
+    """Write uploaded images into a folder named by their content, for ``DataConfig(name='folder')``.
+
+    Capped in total size, with file names made safe, and only the newest uploads are kept on disk.
+    """
+    total = sum(f.size if hasattr(f, "size") else len(f.getvalue()) for f in files)
+    if total > MAX_UPLOAD_BYTES:
+        raise ValueError(f"these {len(files)} files hold {total / 2**20:.0f} MB; uploads are limited to "
+                         f"{MAX_UPLOAD_BYTES // 2**20} MB. For more images, copy them into a folder on this machine "
+                         "and choose 'an image folder on this machine'.")
     digest = hashlib.sha1()
     for f in files:
         digest.update(f.name.encode())
         digest.update(f.getvalue())
-    folder = Path(root) / "uploads" / digest.hexdigest()[:12]
+    uploads = Path(root) / "uploads"
+    folder = uploads / digest.hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        name = Path(f.name).name or "image.png"
-        target = folder / name
+    for i, f in enumerate(files):
+        target = folder / _safe_upload_name(f.name, i)
         if not target.exists():
             target.write_bytes(f.getvalue())
+    folder.touch()  # newest first when old uploads are cleaned up
+    older = sorted((d for d in uploads.iterdir() if d.is_dir() and d != folder), key=lambda d: d.stat().st_mtime)
+    for stale in older[:max(0, len(older) - (KEEP_UPLOAD_FOLDERS - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 

@@ -183,3 +183,43 @@ def test_an_experiment_that_fails_is_not_left_running(store, tmp_path, capsys):
     [run] = store.list()
     status = run.read_status()
     assert status["state"] == "failed" and "nothing-here" in status["error"]
+
+
+def test_a_folder_with_too_many_files_is_refused_quickly_with_the_reason(tmp_path):
+    from byol_core.config import DataConfig
+    from byol_core.data import DataError, load_data
+
+    for i in range(12):
+        (tmp_path / f"{i}.png").write_bytes(b"x")
+        (tmp_path / f"notes-{i}.txt").write_text("x")
+    with pytest.raises(DataError, match="holds more than 10 images; point data.folder at a smaller folder"):
+        load_data(DataConfig(name="folder", folder=str(tmp_path), max_folder_images=10))
+    for i in range(300):
+        (tmp_path / "deep" / str(i)).mkdir(parents=True)
+    with pytest.raises(DataError, match="most of them not images"):
+        load_data(DataConfig(name="folder", folder=str(tmp_path / "deep"), max_folder_images=5))
+
+
+class _Upload:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data, self.size = name, data, len(data)
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+def test_uploads_are_capped_named_safely_and_cleaned_up(tmp_path, monkeypatch):
+    from dashboard import state
+
+    long_name = "x" * 300 + ".PNG"
+    folder = state.save_uploads([_Upload(long_name, b"png-bytes")], root=str(tmp_path))
+    [saved] = list(folder.iterdir())
+    assert saved.suffix == ".png" and len(saved.name) <= state.MAX_NAME_CHARS + 4
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 10)
+    with pytest.raises(ValueError, match="uploads are limited to"):
+        state.save_uploads([_Upload("a.png", b"0123456789abc")], root=str(tmp_path))
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 2**20)
+    for i in range(state.KEEP_UPLOAD_FOLDERS + 3):
+        time.sleep(0.01)
+        state.save_uploads([_Upload(f"{i}.png", bytes([i]))], root=str(tmp_path))
+    assert len(list((tmp_path / "uploads").iterdir())) == state.KEEP_UPLOAD_FOLDERS
