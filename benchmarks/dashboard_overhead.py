@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.serve import free_port, settle, stop_server, wait_healthy
+from byol_core.builtin_stages import BYOL
 from byol_core.presets import PRESETS, get_preset
 from byol_core.runs import RunStore
 
@@ -111,7 +112,7 @@ def machine_share(before: tuple[int, int, int], after: tuple[int, int, int]) -> 
 # --------------------------------------------------------------------------- a run's numbers
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Throughput and timings of the one BYOL run under ``run_dir``, from its metrics.jsonl and status."""
-    runs = [r for r in RunStore(run_dir).list() if r.read_status().get("kind") == "byol"]
+    runs = [r for r in RunStore(run_dir).list() if r.read_status().get("kind") == BYOL.run_kind]
     if len(runs) != 1:
         raise RuntimeError(f"expected one BYOL run in {run_dir}, found {[r.id for r in runs]}")
     run = runs[0]

@@ -271,7 +271,7 @@ class RuntimeConfig(_Validated):
 
 @dataclass(frozen=True)
 class ExperimentConfig(_Validated):
-    name: str = _f("byol", "Name shown for the run.")
+    name: str = _f("run", "Name shown for the run.")
     seed: int = _f(0, "Random seed of training.", min=0)
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data set and splits."})
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "BYOL's two views."})

@@ -82,6 +82,7 @@ class Stage:
     pretraining: bool = False        # learns without labels; its encoder is a source for other stages
     resumable: bool = True           # continues from a checkpoint after a stop
     needs_labels: bool = True        # trains or scores with class labels
+    exports_encoder: bool = True     # leaves an encoder.pt that can be embedded, probed or fine-tuned
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_USES:

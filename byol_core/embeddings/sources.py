@@ -10,6 +10,7 @@ from ..config import ExperimentConfig
 from ..models import Encoder, build_encoder
 from ..presets import get_preset
 from ..runs import Run, RunStore
+from ..stages import get_stage, stage_of_record
 
 RANDOM_INIT = "random-init"
 # A random init without a reference run uses this preset's architecture and data.
@@ -51,9 +52,10 @@ def run_with_encoder(store: RunStore, source: str) -> tuple[Run, ExperimentConfi
     run = _get_run(store, source)
     cfg, kind, _ = run.read_config()
     if not run.encoder_path.is_file():
-        if kind in ("evaluate", "experiment"):
+        stage = stage_of_record(run.read_record())
+        if stage is None or not get_stage(stage).exports_encoder:
             raise ValueError(f"run {source} is an {kind!r} run, which has no encoder of its own; "
-                             "choose a byol, supervised or linear run (or the run it evaluated).")
+                             "choose a pretraining or supervised run (or the run it evaluated).")
         state = run.read_status().get("state", "unknown")
         raise FileNotFoundError(f"run {source} ({kind}, {state}) has no encoder yet ({run.encoder_path}); "
                                 "wait for it to finish, stop it (a stopped run exports its encoder) "

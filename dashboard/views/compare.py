@@ -95,7 +95,7 @@ if byol_methods and SCRATCH.method in by_method:
     a, b = by_method[top], by_method[SCRATCH.method]
     seeds = sorted(set(a) & set(b))
     if seeds:
-        diff = stats.compare([a[s] for s in seeds], [b[s] for s in seeds], a_name=top, b_name="scratch")
+        diff = stats.compare([a[s] for s in seeds], [b[s] for s in seeds], a_name=top, b_name=SCRATCH.method)
         box = st.success if diff.significant else st.info
         box(stats.format_difference(diff), icon=":material/balance:")
     else:
