@@ -2,11 +2,15 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from byol_core import runner
-from byol_core.config import with_overrides
+from byol_core import loop, runner, training
+from byol_core.config import OptimConfig, with_overrides
 from byol_core.data import load_data
+from byol_core.loop import EpochSampler, Plan, Stage, run_loop
 from byol_core.models import BYOL
+from byol_core.optim import descend
 from byol_core.plans import plan
 from byol_core.presets import get_preset
 from byol_core.training import TrainingError, pretrain_byol, train_supervised
@@ -56,8 +60,128 @@ def test_stop_then_resume_gives_the_same_weights_as_an_uninterrupted_run(cfg, sp
     second = pretrain_byol(cfg, splits, checkpoint=saved["state"], callbacks=[resumed_events.append])
     assert second.finished and second.step == full.step
     assert resumed_events[0]["kind"] == "start" and resumed_events[0]["step"] == 3
-    for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
-        torch.testing.assert_close(a, b)
+    assert_same_weights(full.model, second.model)
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "resumed weights differ from the uninterrupted run's"
+
+
+def test_supervised_stop_then_resume_matches_the_uninterrupted_run(cfg, splits):
+    cfg = with_overrides(cfg, {"supervised.optim.min_steps": 0})  # 2 epochs of 4 steps
+    full = train_supervised(cfg, splits, "scratch")
+    stop, saved = threading.Event(), []
+    first = train_supervised(cfg, splits, "scratch", stop_event=stop, save_checkpoint=saved.append,
+                             callbacks=[lambda e: e["kind"] == "epoch" and e["epoch"] == 1 and stop.set()])
+    assert first.stopped and first.step == saved[-1]["step"] == 4
+    second = train_supervised(cfg, splits, "scratch", checkpoint=saved[-1])
+    assert second.finished and second.test_accuracy == full.test_accuracy
+    assert_same_weights(full.model, second.model)
+
+
+def test_every_stage_runs_through_the_shared_loop(cfg, splits, monkeypatch):
+    stages = []
+
+    def spy(stage, **kw):
+        stages.append(stage.name)
+        return run_loop(stage, **kw)
+
+    monkeypatch.setattr(training, "run_loop", spy)
+    cfg = with_overrides(cfg, {"byol.optim.epochs": 0.25, "supervised.optim.min_steps": 1,
+                               "supervised.optim.epochs": 0.25, "supervised.linear_optim.epochs": 1})
+    byol = pretrain_byol(cfg, splits)
+    encoder = byol.model.online_encoder.model.state_dict()
+    for mode in ("scratch", "finetune", "linear"):
+        train_supervised(cfg, splits, mode, encoder_state=encoder)
+    assert stages == ["byol", "scratch", "finetune", "linear"]
+
+
+def test_linear_probe_stops_without_checkpoints_and_keeps_its_classifier(cfg, splits):
+    stop, saved = threading.Event(), []
+    result = train_supervised(cfg, splits, "linear", stop_event=stop, save_checkpoint=saved.append,
+                              callbacks=[lambda e: e["kind"] == "epoch" and stop.set()])
+    assert result.stopped and result.step == 1 and saved == []
+    assert result.test_accuracy is not None and not result.model.training
+    assert result.model.head.out_features == splits.num_classes
+
+
+def test_plan_counts_steps_from_the_data_size():
+    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=2.5, warmup_epochs=1))
+    assert (plan.batch, plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (4, 2, 5, 2)
+    assert [s for s in range(1, 6) if plan.ends_epoch(s)] == [2, 4, 5] and plan.epochs_done(5) == 3
+    assert Plan.for_data(3, OptimConfig(batch_size=8, epochs=1, min_steps=7)).total_steps == 7
+    with pytest.raises(TrainingError, match="at least 2"):
+        Plan.for_data(1, OptimConfig())
+
+
+def test_sampler_epochs_are_permutations_replayable_from_any_step():
+    plan = Plan.for_data(10, OptimConfig(batch_size=3, epochs=2))
+    sampler = EpochSampler(plan, seed=1, device=torch.device("cpu"))
+    batches = [sampler.indices(s).tolist() for s in range(plan.total_steps)]
+    first_epoch = {i for b in batches[:3] for i in b}
+    assert all(len(b) == 3 for b in batches) and len(first_epoch) == 9
+    assert batches[:3] != batches[3:]  # each epoch reshuffles
+    fresh = EpochSampler(plan, seed=1, device=torch.device("cpu"))
+    assert fresh.indices(4).tolist() == batches[4]
+
+
+class _ToyStage(Stage):
+    """Linear regression: the loop's contract without a real model."""
+
+    name = "toy"
+
+    def __init__(self, plan: Plan, log: list) -> None:
+        torch.manual_seed(0)  # as the entry points do: a resumed run starts from the same initial weights
+        model = nn.Linear(2, 1)
+        super().__init__(model, torch.optim.SGD(model.parameters(), lr=0.1), plan,
+                         OptimConfig(lr=0.1, schedule="constant"), torch.device("cpu"), torch.device("cpu"))
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(plan.num_items, 2, generator=gen)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0]])
+        self.log = log
+
+    def step(self, step, idx):
+        loss = F.mse_loss(self.model(self.x[idx]), self.y[idx])
+        descend(self.optimizer, loss, self.learning_rate(step))
+        return {"loss": loss}
+
+    def evaluation_due(self, step, epoch):
+        return epoch % 2 == 0
+
+    def evaluate(self):
+        self.log.append(("evaluate", self.model.training))
+        return {"score": 1.0}
+
+    def checkpoint_due(self, step, epoch):
+        return True
+
+
+def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
+    log: list = []
+    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=3))  # 2 steps an epoch, 6 in all
+    saved = []
+    result = loop.run_loop(_ToyStage(plan, log), seed=0, log_every=3, callbacks=[log.append],
+                           save_checkpoint=lambda s: (saved.append(s), log.append(("saved", s["step"]))))
+    assert result.finished and result.step == 6 and not result.model.training
+    kinds = [e if isinstance(e, tuple) else (e["kind"], e["step"]) for e in log]
+    assert kinds == [("start", 0),
+                     ("step", 2), ("saved", 2), ("epoch", 2),
+                     ("step", 4), ("evaluate", False), ("saved", 4), ("epoch", 4),
+                     ("step", 6), ("saved", 6), ("epoch", 6)]
+    assert log[7]["score"] == 1.0 and "score" not in log[3]
+    assert {"lr", "loss", "img_per_s", "epoch"} <= log[1].keys()
+
+    stop, resumed_log = threading.Event(), []
+    first = loop.run_loop(_ToyStage(plan, []), seed=0, log_every=1, stop_event=stop,
+                          callbacks=[lambda e: e["kind"] == "step" and e["step"] == 3 and stop.set()],
+                          save_checkpoint=saved.append)
+    assert first.stopped and saved[-1]["step"] == 3
+    second = loop.run_loop(_ToyStage(plan, []), seed=0, log_every=1, checkpoint=saved[-1],
+                           callbacks=[resumed_log.append])
+    assert resumed_log[0]["step"] == 3 and second.finished
+    assert_same_weights(result.model, second.model)
 
 
 def test_nan_loss_stops_with_a_clear_message(cfg, splits, monkeypatch):
