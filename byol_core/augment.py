@@ -27,15 +27,11 @@ from kornia.enhance import (
     adjust_saturation_with_gray_subtraction,
 )
 
+from byol_core.augment_ops import blur_kernel_size, blur_sigma_range, channel_stats, no_autocast, to_float_rgb
 from byol_core.config import AugmentConfig, ViewAugmentConfig
-from byol_core.fast_augment import (
-    FastViewAugment,
-    blur_kernel_size,
-    blur_sigma_range,
-    channel_stats,
-    no_autocast,
-    to_float_rgb,
-)
+
+# Only to build the "fast" backend when AugmentConfig.backend asks for it.
+from byol_core.fast_augment import FastViewAugment
 
 __all__ = [
     "BYOLAugment",
@@ -48,6 +44,7 @@ __all__ = [
     "preview",
     "to_float_rgb",
 ]
+
 
 class PerSampleColorJitter(K.ColorJitter):
     """Kornia's torchvision-compatible ``ColorJitter`` with the op order drawn per sample.

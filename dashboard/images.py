@@ -6,13 +6,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from byol_core.augment_ops import to_float_rgb
 
-def to_float_rgb(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or float (B, C, H, W) with C in {1, 3} -> float 0..1 (B, 3, H, W)."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x
+
+def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    """Float 0..1 (B, 3, H, W) -> uint8 (B, H, W, 3), values outside 0..1 clipped."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def resize_for_display(images: torch.Tensor, size: int = 96) -> torch.Tensor:
@@ -31,7 +30,7 @@ def strip(images: torch.Tensor, size: int = 96, gap: int = 4) -> np.ndarray:
     x = resize_for_display(images, size)
     b = x.shape[0]
     out = np.full((size, b * size + max(b - 1, 0) * gap, 3), 255, dtype=np.uint8)
-    tiles = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    tiles = to_uint8_hwc(x)
     for i in range(b):
         left = i * (size + gap)
         out[:, left:left + size] = tiles[i]
@@ -41,7 +40,7 @@ def strip(images: torch.Tensor, size: int = 96, gap: int = 4) -> np.ndarray:
 def thumbnails(images: torch.Tensor, size: int = 96) -> list[np.ndarray]:
     """Each image as a uint8 (size, size, 3) array."""
     x = resize_for_display(images, size)
-    return list((x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return list(to_uint8_hwc(x))
 
 
 def pair_grid(originals: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor, size: int = 96,

@@ -17,7 +17,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 import torch
 
@@ -236,8 +235,3 @@ def save_uploads(files: list, root: str = "data") -> Path:
     for stale in older[:max(0, len(older) - (KEEP_UPLOAD_FOLDERS - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return folder
-
-
-def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    """Float 0..1 (B, 3, H, W) -> uint8 (B, H, W, 3)."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

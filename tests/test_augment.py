@@ -29,15 +29,9 @@ from byol_core.augment import (
     preview,
     to_float_rgb,
 )
+from byol_core.augment_ops import blur_kernel_size, blur_sigma_range, gaussian_blur, resample_boxes, shift_hue
 from byol_core.config import AugmentConfig, ViewAugmentConfig
-from byol_core.fast_augment import (
-    FastViewAugment,
-    blur_kernel_size,
-    blur_sigma_range,
-    gaussian_blur,
-    resample_boxes,
-    shift_hue,
-)
+from byol_core.fast_augment import FastViewAugment
 
 try:
     from scipy import stats as _scipy_stats
