@@ -1,6 +1,6 @@
 """The one training loop, shared by BYOL pretraining, supervised training and the linear probe.
 
-A :class:`Stage` says what differs: its model and optimiser, one update step, whether an epoch
+A :class:`LoopHooks` says what differs: its model and optimiser, one update step, whether an epoch
 end evaluates and checkpoints, and what the result's model is. :func:`run_loop` does the rest the
 same way for every stage: batch order, learning-rate plan, metric events to callbacks, stopping
 from another thread through a ``threading.Event``, and checkpoints that resume with the same step.
@@ -138,7 +138,7 @@ class _MetricWindow:
         self.speed.read()
 
 
-class Stage:
+class LoopHooks:
     """One kind of training as hooks for :func:`run_loop`; subclasses build their model, optimiser and data.
 
     ``model`` is what is checkpointed and switched to eval mode around evaluations; ``data_device``
@@ -147,6 +147,7 @@ class Stage:
 
     name: str = "stage"  # the ``stage`` field of every event
     loss_name: str = "training"  # names the loss in the NaN error
+    optim_section: str = "byol.optim"  # where its learning rate is set, for the NaN advice
     test_accuracy: float | None = None  # latest evaluation, for the result
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, plan: Plan, optim_cfg: OptimConfig,
@@ -194,13 +195,13 @@ def _restore_rng(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
-def _checkpoint(stage: Stage, step: int) -> dict[str, Any]:
+def _checkpoint(stage: LoopHooks, step: int) -> dict[str, Any]:
     """Everything a resume needs to replay the same run from ``step``: weights, optimiser, RNG."""
     return {"model": stage.model.state_dict(), "optimizer": stage.optimizer.state_dict(), "step": step,
             "total_steps": stage.plan.total_steps, "rng": _rng_state()}
 
 
-def _restore(checkpoint: dict[str, Any] | None, stage: Stage) -> int:
+def _restore(checkpoint: dict[str, Any] | None, stage: LoopHooks) -> int:
     """Load a checkpoint made by :func:`_checkpoint`; returns the step to continue from (0 without one)."""
     if checkpoint is None:
         return 0
@@ -210,13 +211,15 @@ def _restore(checkpoint: dict[str, Any] | None, stage: Stage) -> int:
     return int(checkpoint["step"])
 
 
-def _check_finite(loss_value: float, step: int, what: str) -> None:
+def _check_finite(loss_value: float, step: int, hooks: LoopHooks) -> None:
     if not math.isfinite(loss_value):
-        raise TrainingError(f"{what} loss became {loss_value} at step {step}; lower the learning rate "
-                            "(byol.optim.lr / supervised.optim.lr) or use precision=fp32, then resume.")
+        lower = f"{hooks.optim_cfg.lr / 10:g}"
+        raise TrainingError(f"{hooks.loss_name} loss became {loss_value} at step {step}; resume the run with a "
+                            f"lower learning rate (python -m byol_core resume <run id> --set "
+                            f"{hooks.optim_section}.lr={lower}) or in full precision (--set runtime.precision=fp32).")
 
 
-def run_loop(stage: Stage, *, seed: int, log_every: int, callbacks: Sequence[Callback] = (),
+def run_loop(stage: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence[Callback] = (),
              stop_event: threading.Event | None = None, checkpoint: dict[str, Any] | None = None,
              save_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``stage`` to its planned step count, from ``checkpoint``'s step when given.
@@ -249,7 +252,7 @@ def run_loop(stage: Stage, *, seed: int, log_every: int, callbacks: Sequence[Cal
         end_of_epoch = plan.ends_epoch(step)
         if window.due(end_of_epoch):
             metrics = window.flush()
-            _check_finite(metrics["loss"], step, stage.loss_name)
+            _check_finite(metrics["loss"], step, stage)
             emit({"kind": "step", "stage": stage.name, "step": step, "total_steps": plan.total_steps,
                   "epoch": step / plan.steps_per_epoch, **stage.step_fields(metrics)})
         if end_of_epoch:
@@ -271,4 +274,4 @@ def run_loop(stage: Stage, *, seed: int, log_every: int, callbacks: Sequence[Cal
                        test_accuracy=stage.test_accuracy)
 
 
-__all__ = ["Callback", "EpochSampler", "Plan", "Stage", "TrainResult", "TrainingError", "run_loop"]
+__all__ = ["Callback", "EpochSampler", "LoopHooks", "Plan", "TrainResult", "TrainingError", "run_loop"]

@@ -24,8 +24,8 @@ from .config import (
     to_json,
     with_overrides,
 )
+from .loop import Plan
 from .stages import Stage, get_stage
-from .training import _plan  # TODO(h1 merge): the loop's public plan
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
 DESIGN_DATA_FIELDS = ("max_train_images", "max_test_images", "label_fraction")
@@ -147,7 +147,8 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
 
 def _steps_note(optim: Any, num_images: int) -> list[str]:
     try:
-        batch, steps_per_epoch, total, _ = _plan(num_images, optim)
+        p = Plan.for_data(num_images, optim)
+        batch, steps_per_epoch, total = p.batch, p.steps_per_epoch, p.total_steps
     except Exception:  # noqa: BLE001 - too few images: training says so when it starts
         return []
     by_epochs = steps_per_epoch * optim.epochs

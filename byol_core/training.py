@@ -1,6 +1,6 @@
 """Training stages: BYOL pretraining, supervised training (scratch, finetune) and the linear probe.
 
-Each stage is a :class:`~byol_core.loop.Stage` (its model, update step, evaluation and checkpoint
+Each stage is a :class:`~byol_core.loop.LoopHooks` (its model, update step, evaluation and checkpoint
 policy) run by the one loop in :mod:`byol_core.loop`, which reports metric events to callbacks,
 can be stopped from another thread and checkpoints enough state to resume with the same step count.
 """
@@ -22,7 +22,7 @@ from .data import DataSplits
 from .device import autocast, resolve_device, use_bf16
 from .evaluation import embed, knn_accuracy, predict_accuracy
 from .lars import LARS
-from .loop import Callback, Plan, Stage, TrainingError, TrainResult, run_loop
+from .loop import Callback, LoopHooks, Plan, TrainingError, TrainResult, run_loop
 from .losses import collapse_std
 from .models import BYOL, Classifier, Encoder, build_encoder
 from .optim import build_optimizer, descend
@@ -89,7 +89,7 @@ def byol_step(model: BYOL, augment: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 
-class _BYOLStage(Stage):
+class _BYOLHooks(LoopHooks):
     """BYOL on ``splits.pretrain_images()``; labels are looked at only by the kNN check."""
 
     name, loss_name = "byol", "BYOL"
@@ -131,10 +131,10 @@ class _BYOLStage(Stage):
         return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
 
 
-class _SupervisedStage(Stage):
+class _SupervisedHooks(LoopHooks):
     """A classifier trained end to end on the labelled training images, with a light augmentation."""
 
-    loss_name = "supervised"
+    loss_name, optim_section = "supervised", "supervised.optim"
 
     def __init__(self, cfg: ExperimentConfig, splits: DataSplits, mode: str, model: Classifier,
                  device: torch.device, bf16: bool) -> None:
@@ -174,10 +174,10 @@ class _SupervisedStage(Stage):
     checkpoint_due = evaluation_due
 
 
-class _LinearProbeStage(Stage):
+class _LinearProbeHooks(LoopHooks):
     """A linear layer on features of the frozen encoder, computed once; reports at epoch ends only."""
 
-    name = "linear"
+    name, optim_section = "linear", "supervised.linear_optim"
 
     def __init__(self, cfg: ExperimentConfig, splits: DataSplits, classifier: Classifier,
                  device: torch.device) -> None:
@@ -230,7 +230,7 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
     """
     device, bf16 = prepare_runtime(cfg)
     torch.manual_seed(cfg.seed)
-    stage = _BYOLStage(cfg, splits, device, bf16)
+    stage = _BYOLHooks(cfg, splits, device, bf16)
     return run_loop(stage, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
                     stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
 
@@ -264,9 +264,9 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         model = model.to(memory_format=torch.channels_last)
     if mode == "linear":
         checkpoint = save_checkpoint = None
-        stage: Stage = _LinearProbeStage(cfg, splits, model, device)
+        stage: LoopHooks = _LinearProbeHooks(cfg, splits, model, device)
     else:
-        stage = _SupervisedStage(cfg, splits, mode, model, device, bf16)
+        stage = _SupervisedHooks(cfg, splits, mode, model, device, bf16)
     return run_loop(stage, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
                     stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
 

@@ -8,7 +8,7 @@ from torch import nn
 from byol_core import loop, runner, training
 from byol_core.config import OptimConfig, with_overrides
 from byol_core.data import load_data
-from byol_core.loop import EpochSampler, Plan, Stage, run_loop
+from byol_core.loop import EpochSampler, LoopHooks, Plan, run_loop
 from byol_core.models import BYOL
 from byol_core.optim import descend
 from byol_core.plans import plan
@@ -127,7 +127,7 @@ def test_sampler_epochs_are_permutations_replayable_from_any_step():
     assert fresh.indices(4).tolist() == batches[4]
 
 
-class _ToyStage(Stage):
+class _ToyHooks(LoopHooks):
     """Linear regression: the loop's contract without a real model."""
 
     name = "toy"
@@ -162,7 +162,7 @@ def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
     log: list = []
     plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=3))  # 2 steps an epoch, 6 in all
     saved = []
-    result = loop.run_loop(_ToyStage(plan, log), seed=0, log_every=3, callbacks=[log.append],
+    result = loop.run_loop(_ToyHooks(plan, log), seed=0, log_every=3, callbacks=[log.append],
                            save_checkpoint=lambda s: (saved.append(s), log.append(("saved", s["step"]))))
     assert result.finished and result.step == 6 and not result.model.training
     kinds = [e if isinstance(e, tuple) else (e["kind"], e["step"]) for e in log]
@@ -174,11 +174,11 @@ def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
     assert {"lr", "loss", "img_per_s", "epoch"} <= log[1].keys()
 
     stop, resumed_log = threading.Event(), []
-    first = loop.run_loop(_ToyStage(plan, []), seed=0, log_every=1, stop_event=stop,
+    first = loop.run_loop(_ToyHooks(plan, []), seed=0, log_every=1, stop_event=stop,
                           callbacks=[lambda e: e["kind"] == "step" and e["step"] == 3 and stop.set()],
                           save_checkpoint=saved.append)
     assert first.stopped and saved[-1]["step"] == 3
-    second = loop.run_loop(_ToyStage(plan, []), seed=0, log_every=1, checkpoint=saved[-1],
+    second = loop.run_loop(_ToyHooks(plan, []), seed=0, log_every=1, checkpoint=saved[-1],
                            callbacks=[resumed_log.append])
     assert resumed_log[0]["step"] == 3 and second.finished
     assert_same_weights(result.model, second.model)
@@ -193,7 +193,7 @@ def test_nan_loss_stops_with_a_clear_message(cfg, splits, monkeypatch):
         return out
 
     monkeypatch.setattr(BYOL, "forward", poisoned)
-    with pytest.raises(TrainingError, match="loss became nan at step .*lower the learning rate"):
+    with pytest.raises(TrainingError, match=r"loss became nan at step .*lower learning rate \(python -m byol_core resume <run id> --set byol.optim.lr="):
         pretrain_byol(with_overrides(cfg, {"runtime.log_every": 1}), splits)
 
 
