@@ -27,7 +27,7 @@ from kornia.enhance import (
     adjust_saturation_with_gray_subtraction,
 )
 
-from byol_core.augment_ops import blur_kernel_size, blur_sigma_range, channel_stats, no_autocast, to_float_rgb
+from byol_core.augment_ops import blur_kernel_size, channel_stats, no_autocast, to_float_rgb
 from byol_core.config import AugmentConfig, ViewAugmentConfig
 
 # Only to build the "fast" backend when AugmentConfig.backend asks for it.
@@ -37,7 +37,6 @@ __all__ = [
     "BYOLAugment",
     "FastViewAugment",
     "blur_kernel_size",
-    "blur_sigma_range",
     "build_supervised_augment",
     "build_view_pipeline",
     "eval_transform",
@@ -107,7 +106,7 @@ def build_view_pipeline(view: ViewAugmentConfig, image_size: int, mean: Sequence
 
     Operations whose probability (or strength) is zero are left out. Crops are
     sliced and resized bilinearly (``align_corners=False``, no antialiasing);
-    the blur kernel is ~10% of ``image_size`` and sigmas scale with ``image_size / 224``.
+    blur sigmas are in pixels of the view, the kernel as :func:`blur_kernel_size` sizes it.
     """
     size = int(image_size)
     ops: list[torch.nn.Module] = [
@@ -124,8 +123,8 @@ def build_view_pipeline(view: ViewAugmentConfig, image_size: int, mean: Sequence
     if view.grayscale_p > 0:
         ops.append(K.RandomGrayscale(p=view.grayscale_p))
     if view.blur_p > 0:
-        k = blur_kernel_size(size)
-        ops.append(K.RandomGaussianBlur(kernel_size=(k, k), sigma=blur_sigma_range(view, size),
+        k = blur_kernel_size(size, view.blur_sigma_max)
+        ops.append(K.RandomGaussianBlur(kernel_size=(k, k), sigma=(view.blur_sigma_min, view.blur_sigma_max),
                                         border_type="reflect", p=view.blur_p))
     if view.solarize_p > 0:
         t = view.solarize_threshold

@@ -3,7 +3,7 @@
 The Kornia reference (:mod:`byol_core.augment`) and the fast batched backend
 (:mod:`byol_core.fast_augment`) both take images through :func:`to_float_rgb`,
 normalise with :func:`channel_stats`, run without autocast and size their blur
-with :func:`blur_kernel_size` / :func:`blur_sigma_range`. The tensor ops
+kernel with :func:`blur_kernel_size` (blur sigmas are in pixels of the view). The tensor ops
 (grayscale, hue rotation, crop resampling, per-sample blur) are the fast
 backend's building blocks; ``tests/test_augment.py`` checks each against Kornia.
 Nothing here draws random numbers.
@@ -14,13 +14,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from byol_core.config import ViewAugmentConfig
 
 # ITU-R BT.601 luma weights, as torchvision and Kornia use for grayscale.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -72,23 +68,20 @@ def channel_stats(values: Sequence[float], name: str = "mean") -> tuple[float, f
     return vals  # type: ignore[return-value]
 
 
-def blur_kernel_size(image_size: int) -> int:
-    """Side of the Gaussian blur kernel: the odd number nearest 10% of the image side, at least 3.
+def blur_kernel_size(image_size: int, sigma_max: float) -> int:
+    """Side of the Gaussian blur kernel for sigmas up to ``sigma_max`` pixels at ``image_size``.
 
-    At 224 px this is 23, the kernel of the BYOL paper (Table 6).
+    Odd, at least 10% of the image side (the BYOL paper's 23 px at 224 px, Table 6) and at least
+    ``2 * ceil(3 * sigma_max) + 1``, so the kernel holds +-3 sigma (99.7% of the Gaussian) and the
+    largest sigma really blurs at small sizes; never wider than the image (reflect padding needs
+    the radius below the side), and at least 3.
     """
-    k = 2 * math.floor((0.1 * image_size - 1) / 2 + 0.5) + 1
-    return max(3, k)
-
-
-def blur_sigma_range(view: ViewAugmentConfig, image_size: int) -> tuple[float, float]:
-    """The view's blur sigma range in pixels at ``image_size``.
-
-    The config gives sigmas in pixels at 224 px (the paper's 0.1-2.0); scaling by
-    ``image_size / 224`` keeps the same blur relative to the image at any size.
-    """
-    scale = image_size / 224.0
-    return view.blur_sigma_min * scale, view.blur_sigma_max * scale
+    tenth = -(-int(image_size) // 10)  # ceil(10% of the side), in integers so 230 px gives 23, not 25
+    holds_sigma = 2 * math.ceil(3 * sigma_max) + 1
+    k = max(tenth, holds_sigma)
+    k += 1 - k % 2  # odd, so the kernel has a centre pixel
+    widest = image_size - 1 + image_size % 2  # the largest odd size that fits in the image
+    return max(3, min(k, widest))
 
 
 # --------------------------------------------------------------------------- colour ops

@@ -159,9 +159,10 @@ class ViewAugmentConfig(_Validated):
     hue: float = _f(0.1, "Hue jitter strength.", min=0.0, max=0.5, op="jitter")
     grayscale_p: float = _f(0.2, "Probability of converting to grayscale.", min=0.0, max=1.0, op="grayscale")
     blur_p: float = _f(1.0, "Probability of Gaussian blur.", min=0.0, max=1.0, op="blur")
-    # The paper's sigmas are for 224 px views with a 23 px kernel; they scale with image_size.
-    blur_sigma_min: float = _f(0.1, "Smallest blur sigma, in pixels at 224 px.", min=0.01, max=10.0, op="blur")
-    blur_sigma_max: float = _f(2.0, "Largest blur sigma, in pixels at 224 px.", min=0.01, max=10.0, op="blur")
+    # Sigmas are in pixels of the view at any image_size, as in the paper (0.1-2.0), so blur shows at 16 px too;
+    # the kernel is odd, >= 10% of the side and wide enough for +-3 sigma (augment_ops.blur_kernel_size).
+    blur_sigma_min: float = _f(0.1, "Smallest blur sigma, in pixels of the view.", min=0.01, max=10.0, op="blur")
+    blur_sigma_max: float = _f(2.0, "Largest blur sigma, in pixels of the view.", min=0.01, max=10.0, op="blur")
     solarize_p: float = _f(0.0, "Probability of solarization.", min=0.0, max=1.0, op="solarize")
     solarize_threshold: float = _f(0.5, "Pixels above this (0..1) are inverted.", min=0.0, max=1.0, op="solarize")
 

@@ -28,7 +28,6 @@ import torch
 
 from byol_core.augment_ops import (
     blur_kernel_size,
-    blur_sigma_range,
     channel_stats,
     gaussian_blur,
     no_autocast,
@@ -65,8 +64,8 @@ class FastViewAugment(torch.nn.Module):
         self.view = view
         self.image_size = int(image_size)
         self.normalize = normalize
-        self.kernel_size = blur_kernel_size(self.image_size)
-        self.sigma_range = blur_sigma_range(view, self.image_size)
+        self.kernel_size = blur_kernel_size(self.image_size, view.blur_sigma_max)
+        self.sigma_range = (view.blur_sigma_min, view.blur_sigma_max)  # pixels of the view
         self.register_buffer("mean", torch.tensor(channel_stats(mean, "mean")).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(channel_stats(std, "std")).view(1, 3, 1, 1),

@@ -17,6 +17,7 @@ from typing import Any
 
 import streamlit as st
 
+from byol_core.augment_ops import blur_kernel_size
 from byol_core.config import AugmentConfig, ViewAugmentConfig, field_schema
 from byol_core.presets import byol_paper_augment
 
@@ -165,8 +166,8 @@ def _switched(view: str, group: OpGroup) -> None:
         st.session_state[key] = SWITCH_ON_P
 
 
-def view_controls(view: str) -> ViewAugmentConfig:
-    """Draw one view's controls and return the config they describe."""
+def view_controls(view: str, image_size: int) -> ViewAugmentConfig:
+    """Draw one view's controls and return the config they describe; ``image_size`` sizes the blur shown."""
     values: dict[str, Any] = {}
     groups = op_groups()
     cols = st.columns(2)
@@ -181,11 +182,35 @@ def view_controls(view: str) -> ViewAugmentConfig:
                     values[c.fields[0]], values[c.fields[1]] = float(value[0]), float(value[1])
                 else:
                     values[c.fields[0]] = float(value)
+            if group.op == "blur" and on:
+                st.caption(blur_summary(values["blur_sigma_min"], values["blur_sigma_max"], image_size))
             if not on:
                 if group.prob_field is not None:
                     values[group.prob_field] = 0.0
                 values.update(IDENTITY.get(group.op, {}))
     return ViewAugmentConfig(**values)
+
+
+def blur_summary(sigma_min: float, sigma_max: float, image_size: int) -> str:
+    """What the blur sliders mean at this view size: sigma in pixels and the kernel's side."""
+    k = blur_kernel_size(image_size, sigma_max)
+    # The kernel reaches +-3 sigma unless the image side caps it; then large sigmas blur less than they say.
+    capped = " (capped by the image side)" if k // 2 < 3 * sigma_max else ""
+    return f"At {image_size} px: sigma {sigma_min:.2f}–{sigma_max:.2f} px, kernel {k}×{k} px{capped}."
+
+
+def _how_often(p: float, verb: str) -> str:
+    if p >= 1.0:
+        return f"always {verb}"
+    if p <= 0.0:
+        return f"never {verb}"
+    return f"{verb} {100 * p:.3g}% of the time"
+
+
+def view_summary(view: str, view_cfg: ViewAugmentConfig) -> str:
+    """One line on how often this view is blurred and solarized, from its current values."""
+    blur, solarize = _how_often(view_cfg.blur_p, "blurred"), _how_often(view_cfg.solarize_p, "solarized")
+    return f"{VIEW_TITLES[view]} is {blur} and {solarize}."
 
 
 def _toggle_help(group: OpGroup) -> str:

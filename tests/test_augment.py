@@ -29,9 +29,10 @@ from byol_core.augment import (
     preview,
     to_float_rgb,
 )
-from byol_core.augment_ops import blur_kernel_size, blur_sigma_range, gaussian_blur, resample_boxes, shift_hue
+from byol_core.augment_ops import blur_kernel_size, gaussian_blur, resample_boxes, shift_hue
 from byol_core.config import AugmentConfig, ViewAugmentConfig
 from byol_core.fast_augment import FastViewAugment
+from byol_core.presets import PRESETS, get_preset
 
 try:
     from scipy import stats as _scipy_stats
@@ -195,8 +196,8 @@ def min_p(ka: dict[str, np.ndarray], fa: dict[str, np.ndarray]) -> tuple[float, 
 # --------------------------------------------------------------------------- the comparisons
 CROP_VIEW = view_cfg(flip_p=0.5)  # default crop ranges (0.08-1, 3/4-4/3) + flip
 COLOUR_VIEW = view_cfg(**IDENTITY_CROP, jitter_p=0.8)  # default jitter strengths
-BLUR_SIZE = 40  # kernel 5; sigma 0.36-1.79 px with the range below
-BLUR_VIEW = view_cfg(**IDENTITY_CROP, blur_p=0.5, blur_sigma_min=2.0, blur_sigma_max=10.0)
+BLUR_SIZE = 40  # kernel 13 for the sigmas below
+BLUR_VIEW = view_cfg(**IDENTITY_CROP, blur_p=0.5, blur_sigma_min=0.35, blur_sigma_max=1.8)
 
 
 COLOUR_SIZE = 12
@@ -374,11 +375,28 @@ def test_fast_building_blocks_equal_kornia_ops():
                                atol=1e-5, rtol=0)
 
 
-def test_blur_kernel_size_and_sigma_scale_with_image_size():
-    assert [blur_kernel_size(s) for s in (8, 32, 64, 96, 224)] == [3, 3, 7, 9, 23]
-    view = ViewAugmentConfig()  # the paper's sigma 0.1-2.0 at 224 px
-    assert blur_sigma_range(view, 224) == pytest.approx((0.1, 2.0))
-    assert blur_sigma_range(view, 32) == pytest.approx((0.1 / 7, 2.0 / 7))
+def test_blur_kernel_is_a_tenth_of_the_side_and_holds_three_sigma():
+    assert blur_kernel_size(224, 2.0) == 23  # the paper's kernel at the paper's size
+    assert blur_kernel_size(512, 0.5) == 53  # 10% of the side, made odd
+    assert [blur_kernel_size(s, 2.0) for s in (16, 28, 32, 96)] == [13] * 4  # +-3 sigma of the largest sigma
+    assert blur_kernel_size(8, 2.0) == 7 and blur_kernel_size(16, 10.0) == 15  # never wider than the image
+    assert blur_kernel_size(8, 0.1) == 3
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("backend", ["kornia", "fast"])
+def test_blur_at_the_largest_sigma_is_visible_at_every_preset_size(name, backend):
+    """View 1's strongest blur changes a textured image by more than 2 grey levels on average.
+
+    With sigmas scaled by size / 224 it changed 16 px views by ~1e-13 and 32 px views by ~0.6/255.
+    """
+    aug = get_preset(name).augment
+    sigma = aug.view1.blur_sigma_max
+    view = view_cfg(**IDENTITY_CROP, blur_p=1.0, blur_sigma_min=sigma, blur_sigma_max=sigma)
+    images = noise_image(aug.image_size).unsqueeze(0)
+    blurred = (run_kornia if backend == "kornia" else run_fast)(view, aug.image_size, images)
+    change = (blurred - to_float_rgb(images)).abs().mean().item()
+    assert change > 2 / 255, (aug.image_size, change * 255)
 
 
 # --------------------------------------------------------------------------- API behaviour

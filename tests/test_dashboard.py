@@ -143,6 +143,26 @@ def test_changing_a_control_changes_the_previewed_config(runs_dir):
     assert "24 px views" in " ".join(c.value for c in at.caption)
 
 
+def test_view_captions_follow_the_toggles_and_the_view_size(runs_dir):
+    at = _page(_app(), "views/data.py")
+
+    def captions() -> str:
+        return " | ".join(c.value for c in at.caption)
+
+    assert "View 1 is always blurred and never solarized." in captions()  # digits-quick's views
+    assert "View 2 is blurred 10% of the time and solarized 20% of the time." in captions()
+    assert "At 16 px: sigma 0.10–2.00 px, kernel 13×13 px." in captions()
+
+    at.toggle(key="aug.view1.solarize.on").set_value(True).run()
+    assert "never solarized" not in captions()
+    assert "View 1 is always blurred and solarized 50% of the time." in captions()
+    at.toggle(key="aug.view1.blur.on").set_value(False).run()
+    assert "View 1 is never blurred and solarized 50% of the time." in captions()
+
+    at.number_input(key="aug.image_size").set_value(160).run()
+    assert "At 160 px: sigma 0.10–2.00 px, kernel 17×17 px." in captions()  # 10% of the side, made odd
+
+
 def test_user_errors_are_shown_as_messages_not_tracebacks(runs_dir, tmp_path):
     at = _page(_app(), "views/data.py")
     at.selectbox(key="data.source").set_value("folder").run()

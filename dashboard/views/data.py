@@ -128,12 +128,12 @@ with left:
     views = {}
     for tab, view in zip(tabs, ac.VIEWS, strict=True):
         with tab:
-            st.caption("View 1 is always blurred and never solarized; view 2 is rarely blurred and sometimes "
-                       "solarized (BYOL paper, Table 6)." if view == "view1" else
-                       "The asymmetry between the two views is part of the recipe.")
+            summary = st.empty()  # filled once the controls below have given this run's values
             views[view] = None
             with state.user_errors(f"{ac.VIEW_TITLES[view]}: "):
-                views[view] = ac.view_controls(view)
+                views[view] = ac.view_controls(view, int(image_size))
+                summary.caption(ac.view_summary(view, views[view]) + " The BYOL paper (Table 6) blurs view 1 "
+                                "always and view 2 10% of the time, and solarizes only view 2 (20%).")
     st.button("Reset to BYOL paper defaults", on_click=ac.reset_to_paper, icon=":material/restart_alt:",
               key="aug.reset")
 
