@@ -186,11 +186,11 @@ class AugmentConfig(_Validated):
                       choices=AUGMENT_BACKENDS)
     view1: ViewAugmentConfig = field(
         default_factory=lambda: ViewAugmentConfig(blur_p=1.0, solarize_p=0.0),
-        metadata={"help": "First view: always blurred, never solarized."},
+        metadata={"help": "First view (paper default: always blurred, never solarized)."},
     )
     view2: ViewAugmentConfig = field(
         default_factory=lambda: ViewAugmentConfig(blur_p=0.1, solarize_p=0.2),
-        metadata={"help": "Second view: rarely blurred, sometimes solarized."},
+        metadata={"help": "Second view (paper default: rarely blurred, sometimes solarized)."},
     )
 
 
