@@ -54,6 +54,7 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
     process: subprocess.Popen | None = field(default=None, repr=False)
+    _rate_anchor: tuple[float, int] | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -63,8 +64,11 @@ class Job:
         """Fold a metric event into ``last_event``: the latest value of every field.
 
         So an epoch summary (no speed) does not hide the last step's img/s. One reference swap:
-        safe to read from other threads.
+        safe to read from other threads. The first step event (after start-up, data loading and a
+        resume's checkpoint) anchors the ETA's rate.
         """
+        if event.get("kind") == "step" and self._rate_anchor is None:
+            self._rate_anchor = (time.time(), event.get("step", 0))
         self.last_event = {**self.last_event, **event}
 
     def progress(self) -> dict[str, Any]:
@@ -72,12 +76,18 @@ class Job:
         event = self.last_event
         step, total = event.get("step", 0), event.get("total_steps") or 0
         fraction = min(step / total, 1.0) if total else (1.0 if self.state == "finished" else 0.0)
-        eta = None
-        if self.started and 0 < fraction < 1:
-            elapsed = time.time() - self.started
-            eta = elapsed * (1 - fraction) / fraction
         return {"fraction": fraction, "step": step, "total_steps": total, "img_per_s": event.get("img_per_s"),
-                "eta_s": eta, "stage": event.get("stage")}
+                "eta_s": self._eta(step, total), "stage": event.get("stage")}
+
+    def _eta(self, step: int, total: int) -> float | None:
+        """Remaining steps at the rate measured since the first step: start-up time does not inflate it."""
+        if self._rate_anchor is None or not total or step >= total:
+            return None
+        t0, step0 = self._rate_anchor
+        done, elapsed = step - step0, time.time() - t0
+        if done < 2 or elapsed <= 0:
+            return None  # one window is too little to tell a rate
+        return (total - step) * elapsed / done
 
 
 class JobManager:

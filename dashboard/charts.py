@@ -36,50 +36,68 @@ def has_points(events: Sequence[dict[str, Any]]) -> bool:
     return any(e.get("kind") == "step" and e.get("loss") is not None for e in events)
 
 
+RIGHT_AXIS = "right-axis"  # a trace's meta when it belongs on its panel's secondary y axis
+
+
 def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int = 460) -> go.Figure:
-    """Loss, learning rate and tau, collapse monitor, per-epoch accuracy of one run (2x2 grid)."""
-    byol = stage.pretraining
-    acc_key = stage.metric
-    titles = ("Loss", "Learning rate" + (" and τ" if byol else ""),
-              "Collapse monitor (std of normalised projections)" if byol else "Images per second",
-              f"{stage.metric_name[0].upper()}{stage.metric_name[1:]} per epoch")
-    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.1, vertical_spacing=0.24,
-                        specs=[[{}, {"secondary_y": byol}], [{}, {}]])
-    x, y = _series(events, "step", "step", "loss")
-    if not x:  # stages without step events (the linear probe) log their loss once per epoch
-        x, y = _series(events, "epoch", "step", "loss")
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines", name="loss",
-                             line={"color": PALETTE[0]}), row=1, col=1)
-    x, y = _series(events, "step", "step", "lr")
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="learning rate", line={"color": PALETTE[1]}),
-                  row=1, col=2)
-    if byol:
-        x, y = _series(events, "step", "step", "tau")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="τ (target EMA)", line={"color": PALETTE[4]}),
-                      row=1, col=2, secondary_y=True)
-        x, y = _series(events, "step", "step", "collapse_std")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="collapse std", line={"color": PALETTE[2]}),
-                      row=2, col=1)
-        _, ref = _series(events, "step", "step", "collapse_reference")
-        if ref:
-            fig.add_hline(y=ref[-1], line_dash="dash", line_color="#6b7280", row=2, col=1,
-                          annotation_text="1/√d (healthy)", annotation_position="bottom right")
-            fig.add_hline(y=0.0, line_dash="dot", line_color="#dc2626", row=2, col=1,
-                          annotation_text="0 (collapsed)", annotation_position="top right")
-    else:
-        x, y = _series(events, "step", "step", "img_per_s")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="img/s", line={"color": PALETTE[2]}), row=2, col=1)
-    x, y = _series(events, "epoch", "epoch", acc_key)
-    if not byol or x:
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=acc_key.replace("_", " "),
-                                 line={"color": PALETTE[3]}), row=2, col=2)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=2, col=2)
-    for col in (1, 2):
-        fig.update_xaxes(title_text="step", title_standoff=2, row=1, col=col)
-    fig.update_xaxes(title_text="step", title_standoff=2, row=2, col=1)
-    fig.update_xaxes(title_text="epoch", title_standoff=2, row=2, col=2)
-    fig.update_layout(height=height, margin={"l": 40, "r": 20, "t": 40, "b": 30}, showlegend=False,
-                      template="plotly_white")
+    """Loss, learning rate (and τ), collapse monitor or speed, per-epoch accuracy of one run.
+
+    Panels a stage logs nothing for (the linear probe has no per-step learning rate or speed) are
+    left out rather than drawn empty.
+    """
+    pretraining = stage.pretraining
+    loss = _series(events, "step", "step", "loss")
+    if not loss[0]:  # stages without step events (the linear probe) log their loss once per epoch
+        loss = _series(events, "epoch", "step", "loss")
+    panels: list[tuple[str, str, list[go.Scatter]]] = [
+        ("Loss", "step", [go.Scatter(x=loss[0], y=loss[1], mode="lines+markers" if len(loss[0]) < 30 else "lines",
+                                     name="loss", line={"color": PALETTE[0]})])]
+    lr = _series(events, "step", "step", "lr")
+    if lr[0]:
+        traces = [go.Scatter(x=lr[0], y=lr[1], mode="lines", name="learning rate", line={"color": PALETTE[1]})]
+        tau = _series(events, "step", "step", "tau")
+        if tau[0]:
+            traces.append(go.Scatter(x=tau[0], y=tau[1], mode="lines", name="τ (target EMA, right axis)",
+                                     line={"color": PALETTE[4]}, meta=RIGHT_AXIS))
+        panels.append(("Learning rate" + (" and τ" if tau[0] else ""), "step", traces))
+    collapse = _series(events, "step", "step", "collapse_std")
+    speed = _series(events, "step", "step", "img_per_s")
+    if pretraining and collapse[0]:
+        ref = _series(events, "step", "step", "collapse_reference")[1]
+        traces = [go.Scatter(x=collapse[0], y=collapse[1], mode="lines", name="std of normalised projections",
+                             line={"color": PALETTE[2]})]
+        if ref:  # reference lines as legend entries: labels never collide with the curve
+            ends = [collapse[0][0], collapse[0][-1]]
+            traces += [go.Scatter(x=ends, y=[ref[-1]] * 2, mode="lines", name="1/√d: healthy spread",
+                                  line={"color": "#6b7280", "dash": "dash"}),
+                       go.Scatter(x=ends, y=[0.0, 0.0], mode="lines", name="0: collapsed",
+                                  line={"color": "#dc2626", "dash": "dot"})]
+        panels.append(("Collapse monitor", "step", traces))
+    elif speed[0]:
+        panels.append(("Images per second", "step", [go.Scatter(x=speed[0], y=speed[1], mode="lines", name="img/s",
+                                                                line={"color": PALETTE[2]})]))
+    acc = _series(events, "epoch", "epoch", stage.metric)
+    if acc[0] or not pretraining:
+        panels.append((f"{stage.metric_name[0].upper()}{stage.metric_name[1:]} per epoch", "epoch",
+                       [go.Scatter(x=acc[0], y=acc[1], mode="lines+markers", name=stage.metric_name,
+                                   line={"color": PALETTE[3]})]))
+    rows = (len(panels) + 1) // 2
+    secondary = [[{"secondary_y": any(t.meta == RIGHT_AXIS for t in panels[i][2])} if i < len(panels) else {}
+                  for i in range(r * 2, r * 2 + 2)] for r in range(rows)]
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.1,
+                        vertical_spacing=0.24 if rows > 1 else 0.1, specs=secondary)
+    for i, (title, x_title, traces) in enumerate(panels):
+        row, col = i // 2 + 1, i % 2 + 1
+        for trace in traces:
+            trace.update(legendgroup=title, showlegend=len(traces) > 1)
+            fig.add_trace(trace, row=row, col=col, secondary_y=True if trace.meta == RIGHT_AXIS else None)
+        fig.update_xaxes(title_text=x_title, title_standoff=2, row=row, col=col)
+        if title.startswith("Learning rate"):
+            fig.update_yaxes(tickformat=".0e", exponentformat="e", row=row, col=col, secondary_y=False)
+        if x_title == "epoch":
+            fig.update_yaxes(range=[0, 1], tickformat=".0%", row=row, col=col)
+    fig.update_layout(height=height if rows > 1 else height // 2 + 60, margin={"l": 50, "r": 20, "t": 40, "b": 30},
+                      template="plotly_white", legend={"orientation": "h", "y": -0.12, "font": {"size": 11}})
     fig.update_annotations(font_size=13)
     return fig
 

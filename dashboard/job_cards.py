@@ -69,7 +69,11 @@ def job_status(manager: JobManager, job: Job) -> None:
     running = job.state == "running"
     speed = f" · {img_per_s:.0f} img/s" if img_per_s and running else ""
     eta = f" · ETA {tables.format_seconds(p['eta_s'])}" if running and p.get("eta_s") else ""
-    st.progress(float(p["fraction"]), text=f"step {step}/{total}{speed}{eta}" if total else "starting…")
+    if total:
+        text = f"step {step}/{total}{speed}{eta}"
+    else:  # stages without steps (kNN evaluation), or a job still loading its data
+        text = "starting…" if running else job.state
+    st.progress(float(p["fraction"]), text=text)
 
 
 def job_charts(job: Job) -> None:

@@ -124,3 +124,22 @@ def test_a_worker_stops_with_a_checkpoint_when_its_parent_is_gone(store, cfg):
 def test_an_unknown_isolation_is_refused(store):
     with pytest.raises(ValueError, match="isolation"):
         JobManager(store, isolation="fork")
+
+
+def test_the_eta_uses_the_training_rate_not_the_start_up_time(store, cfg, monkeypatch):
+    from byol_core import jobs as jobs_mod
+    from byol_core.jobs import Job
+
+    clock = [1000.0]
+    monkeypatch.setattr(jobs_mod.time, "time", lambda: clock[0])
+    job = Job(id="j", stage="byol", label="BYOL", run=store.create("byol", cfg), key="k", state="running")
+    job.started = clock[0] - 60  # a minute of start-up (imports, data) before the first step
+    job.observe({"kind": "start", "step": 0, "total_steps": 100})
+    assert job.progress()["eta_s"] is None
+    job.observe({"kind": "step", "step": 10, "total_steps": 100})
+    clock[0] += 10
+    job.observe({"kind": "step", "step": 20, "total_steps": 100})  # 10 steps in 10 s
+    assert job.progress()["eta_s"] == pytest.approx(80.0)
+    clock[0] += 70
+    job.observe({"kind": "step", "step": 90, "total_steps": 100})
+    assert job.progress()["eta_s"] == pytest.approx(10.0)
