@@ -79,7 +79,7 @@ class RunSummary:
 
     def short(self) -> str:
         """A label for select boxes: 'BYOL kNN · digits · 92.8% · 20250101-120000-byol-…'."""
-        acc = f" · {100 * self.metric:.1f}%" if self.metric is not None else ""
+        acc = f" · {self.metric_name} {100 * self.metric:.1f}%" if self.metric is not None else ""
         return f"{self.method} · {self.dataset or '?'}{acc} · {self.id}"
 
 

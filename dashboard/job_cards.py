@@ -122,3 +122,24 @@ def _watch_for_new_jobs(manager: JobManager, shown: frozenset[str]) -> None:
     """Jobs started meanwhile (another tab, a queued one) get their card on a full redraw."""
     if {j.id for j in manager.jobs() if j.active} - shown:
         st.rerun(scope="app")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _encoder_file(root: str, run_id: str, encoder_mtime: float) -> tuple[bytes, str]:
+    from byol_core.export import bundle_bytes, encoder_bundle, loading_snippet
+    from byol_core.runs import RunStore
+
+    bundle = encoder_bundle(RunStore(root), run_id)
+    return bundle_bytes(bundle), loading_snippet(bundle, f"encoder-{run_id}.pt")
+
+
+def encoder_download(store, summary) -> None:
+    """A "Download encoder" button with the Python that loads the file for this run's backbone."""
+    with state.user_errors("Cannot export this encoder: "):
+        mtime = os.path.getmtime(store.get(summary.id).encoder_path)
+        data, snippet = _encoder_file(str(store.root), summary.id, mtime)
+        st.download_button("Download encoder", data, file_name=f"encoder-{summary.id}.pt",
+                           mime="application/octet-stream", icon=":material/download:", key=f"download.{summary.id}",
+                           help="The weights, the architecture and the preprocessing (size, mean, std) in one file; "
+                                "`python -m byol_core export <run>` writes the same file.")
+        st.code(snippet, language="python")

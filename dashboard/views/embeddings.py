@@ -70,8 +70,13 @@ source_a = c1.selectbox("Encoder", options, index=0, format_func=_label, key="em
 options_b = [NONE, *[o for o in options if o != source_a]]
 source_b = c2.selectbox("Side by side with", options_b, format_func=_label, key="emb.b",
                         index=options_b.index(RANDOM_INIT) if RANDOM_INIT in options_b else 0)
-max_points = c3.slider("Test images", min_value=50, max_value=10_000, value=1000, step=50, key="emb.n",
-                       help="How many test images to embed (the same images for both encoders).")
+first_run = next((by_id[s] for s in (source_a, source_b) if s in by_id), encoders[0] if encoders else None)
+n_test = first_run.results.get("test_images") if first_run is not None else None
+top = int(min(10_000, n_test)) if isinstance(n_test, int) and n_test >= 50 else 10_000  # never more than there are
+max_points = c3.slider("Test images", min_value=min(50, top), max_value=top, value=min(1000, top), step=1 if top < 500
+                       else 50, key=f"emb.n.{top}", help="How many test images to embed (the same images for both "
+                                                          "encoders)." + (f" The test set has {n_test}." if n_test
+                                                                          else ""))
 layout_choice = st.radio("Layout", ["UMAP", "PCA"], horizontal=True, key="emb.layout",
                          help="PCA is instant and linear; UMAP (computed in the background) keeps neighbourhoods "
                               "and usually shows clusters better.")
@@ -151,8 +156,10 @@ def _show_column(item: dict[str, Any], side: str) -> None:
     scores = _scores(item["path"], es)
     m1, m2 = st.columns(2)
     knn, sil = scores.get("knn_accuracy"), scores.get("silhouette")
-    m1.metric("kNN accuracy (leave-one-out)", "–" if knn is None or math.isnan(knn) else f"{100 * knn:.1f}%",
-              help="Share of points whose 20 nearest neighbours (cosine) vote for their own class.")
+    m1.metric("Leave-one-out kNN among these test images", "–" if knn is None or math.isnan(knn) else f"{100 * knn:.1f}%",
+              help="Share of the embedded test images whose 20 nearest neighbours among the others (cosine) vote for "
+                   "their own class. Not the run's kNN accuracy in the encoder list, which classifies the whole test "
+                   "set from the labelled training images.")
     m2.metric("Silhouette", "–" if sil is None or math.isnan(sil) else f"{sil:.3f}",
               help="From -1 to 1: how much closer points are to their own class than to the next one.")
     xy, note, umap = None, "", item["umap"]

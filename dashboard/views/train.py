@@ -194,3 +194,5 @@ if shown:
     if summary.stage is None or not job_cards.draw_training_charts(store.get(shown), summary.stage,
                                                                     key="train.past_chart"):
         st.caption("This run logged no training curves.")
+    if summary.usable_encoder:
+        job_cards.encoder_download(store, summary)
