@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from byol_core.stages import Stage
+from byol_core.stats import format_ci, summarize
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")
@@ -103,22 +105,31 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
 
 
 def accuracy_bar(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Test accuracy of each finished run, coloured by method."""
-    fig = go.Figure()
-    methods: dict[str, list[dict[str, Any]]] = {}
+    """One horizontal bar per method: the mean over its runs with a 95% interval, each run as a dot.
+
+    Readable with many runs (they stack on their method's row), on an axis zoomed to the values.
+    """
+    methods: dict[str, list[float]] = {}
     for r in rows:
-        methods.setdefault(r["method"], []).append(r)
-    for method, items in methods.items():
-        fig.add_trace(go.Bar(
-            x=[r["label"] for r in items], y=[r["accuracy"] for r in items], name=method,
-            marker_color=METHOD_COLOURS.get(method),
-            text=[f"{100 * r['accuracy']:.1f}%" for r in items], textposition="outside",
-            hovertemplate="%{x}<br>%{y:.2%}<extra>" + method + "</extra>",
-        ))
-    fig.update_layout(yaxis={"range": [0, 1.08], "tickformat": ".0%", "title": "test accuracy"},
-                      xaxis={"title": None}, template="plotly_white", height=380, barmode="group",
-                      margin={"l": 40, "r": 20, "t": 20, "b": 40},
-                      legend={"orientation": "h", "y": -0.25})
+        methods.setdefault(r["method"], []).append(r["accuracy"])
+    order = sorted(methods, key=lambda m: statistics.fmean(methods[m]))
+    summaries = {m: summarize(methods[m]) for m in order}
+    fig = go.Figure(go.Bar(
+        y=order, x=[summaries[m].mean for m in order], orientation="h",
+        marker_color=[METHOD_COLOURS.get(m, PALETTE[i % len(PALETTE)]) for i, m in enumerate(order)],
+        error_x={"type": "data", "symmetric": True, "array": [summaries[m].half_width or 0 for m in order]},
+        text=[format_ci(summaries[m]) for m in order], textposition="inside", insidetextanchor="start",
+        hovertemplate="%{y}: %{text}<extra></extra>", showlegend=False))
+    fig.add_trace(go.Scatter(y=[m for m in order for _ in methods[m]], x=[v for m in order for v in methods[m]],
+                             mode="markers", marker={"color": "#111827", "size": 7, "symbol": "line-ns-open"},
+                             name="one run", hovertemplate="%{y}: %{x:.1%}<extra>one run</extra>"))
+    values = [v for vs in methods.values() for v in vs]
+    lows = [s.low for s in summaries.values() if s.low is not None] + values
+    highs = [s.high for s in summaries.values() if s.high is not None] + values
+    fig.update_layout(xaxis={"range": [max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.02)], "tickformat": ".0%",
+                             "title": "test accuracy: mean of the runs, 95% interval over seeds"},
+                      yaxis={"title": None}, template="plotly_white", height=120 + 48 * len(order),
+                      margin={"l": 10, "r": 20, "t": 10, "b": 40}, legend={"orientation": "h", "y": -0.3})
     return fig
 
 
@@ -156,4 +167,57 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     fig.update_layout(template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       xaxis={"showticklabels": False, "title": None}, yaxis={"showticklabels": False, "title": None},
                       legend={"itemsizing": "constant"}, clickmode="event+select")
+    return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def label_efficiency(rows: Sequence[dict[str, Any]], height: int = 420) -> go.Figure:
+    """Accuracy against the share of labels kept (log x), one line per method with its 95% interval band.
+
+    ``rows``: the sweep's rows (``method``, ``label_fraction``, ``mean``, ``ci95`` [low, high] or None, ``n``).
+    """
+    fig = go.Figure()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for i, method in enumerate(methods):
+        points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["label_fraction"])
+        colour = METHOD_COLOURS.get(method, PALETTE[i % len(PALETTE)])
+        xs = [r["label_fraction"] for r in points]
+        banded = [r for r in points if r.get("ci95")]
+        if len(banded) == len(points) and points:
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=[r["ci95"][1] for r in points] + [r["ci95"][0] for r in
+                                                                                           points[::-1]],
+                                     fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
+                                     hoverinfo="skip", showlegend=False, legendgroup=method))
+        fig.add_trace(go.Scatter(
+            x=xs, y=[r["mean"] for r in points], mode="lines+markers", name=method, legendgroup=method,
+            line={"color": colour}, customdata=[[r.get("n", 1)] for r in points],
+            hovertemplate="%{x:.0%} of labels<br>%{y:.1%} (n=%{customdata[0]})<extra>" + method + "</extra>"))
+    fig.update_layout(xaxis={"type": "log", "title": "share of training labels kept", "tickformat": ".0%"},
+                      yaxis={"title": "test accuracy (mean, 95% CI band)", "tickformat": ".0%"},
+                      template="plotly_white", height=height, margin={"l": 50, "r": 20, "t": 20, "b": 40},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def ablation_bars(rows: Sequence[dict[str, Any]], height: int = 360) -> go.Figure:
+    """Each method with the full augmentation and without colour, as bars with 95% interval whiskers."""
+    fig = go.Figure()
+    for i, augmentation in enumerate(dict.fromkeys(r["augmentation"] for r in rows)):
+        items = [r for r in rows if r["augmentation"] == augmentation]
+        fig.add_trace(go.Bar(
+            x=[r["method"] for r in items], y=[r["mean"] for r in items], name=augmentation,
+            marker_color=PALETTE[i % len(PALETTE)],
+            error_y={"type": "data", "symmetric": False,
+                     "array": [(r["ci95"][1] - r["mean"]) if r.get("ci95") else 0 for r in items],
+                     "arrayminus": [(r["mean"] - r["ci95"][0]) if r.get("ci95") else 0 for r in items]},
+            text=[f"{100 * r['mean']:.1f}%" for r in items], textposition="outside"))
+    lows = [r["ci95"][0] if r.get("ci95") else r["mean"] for r in rows] or [0.0]
+    fig.update_layout(barmode="group", template="plotly_white", height=height,
+                      yaxis={"title": "accuracy (mean, 95% CI)", "tickformat": ".0%",
+                             "range": [max(0.0, min(lows) - 0.1), 1.0]},
+                      margin={"l": 50, "r": 20, "t": 20, "b": 40}, legend={"orientation": "h", "y": -0.2})
     return fig
