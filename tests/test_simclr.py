@@ -2,6 +2,7 @@
 
 import json
 import math
+import threading
 
 import pytest
 import torch
@@ -70,6 +71,22 @@ def test_a_simclr_run_is_a_source_for_the_probe_the_knn_stage_and_embeddings(sto
     runner.check_source(store, plan("finetune", spec.config, source_run=run.id))  # accepted as a fine-tune source
     encoder, cfg = encoder_from_source(store, run.id)
     assert encoder(torch.zeros(2, 3, 16, 16)).shape[0] == 2 and cfg.seed == spec.config.seed
+
+
+def test_a_stopped_simclr_run_resumes_to_its_planned_step(store):
+    stop = threading.Event()
+
+    def stop_after_first_step(event):
+        if event.get("kind") == "step":
+            stop.set()
+
+    spec = plan("simclr", get_preset("tiny"), overrides={"byol.optim.epochs": 0.5, "runtime.log_every": 1})
+    run = runner.start(spec, store, callbacks=[stop_after_first_step], stop_event=stop)
+    assert run.read_status()["state"] == "stopped" and run.load_checkpoint()["step"] == 1
+    runner.resume(store, run.id)
+    status = run.read_status()
+    assert status["state"] == "finished" and status["results"]["step"] == status["results"]["total_steps"] == 2
+    assert [e["step"] for e in run.read_metrics() if e.get("kind") == "step"] == [1, 2]  # each step logged once
 
 
 def test_pretrain_takes_the_method(tmp_path):
