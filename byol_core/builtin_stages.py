@@ -91,3 +91,13 @@ KNN = register(Stage(
     source_method="kNN (evaluated run)", metric="knn_accuracy", metric_name="kNN accuracy", resumable=False,
     exports_encoder=False,
 ), legacy_names=("evaluate",))
+
+# SimCLR, the contrastive baseline; its training lives in byol_core.simclr.
+from .simclr import simclr_stage_body
+
+SIMCLR = register(Stage(
+    name="simclr", title="SimCLR pretraining (contrastive baseline, no labels)", method="SimCLR kNN",
+    body=simclr_stage_body, sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
+    optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True,
+    needs_labels=False,
+))

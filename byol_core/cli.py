@@ -1,4 +1,4 @@
-"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | resume | runs | config``."""
+"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | ablation | resume | runs | config``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
-from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
+from .ablation import run_ablation
+from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
 from .experiment import run_experiment
@@ -89,8 +90,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m byol_core", description="BYOL Lab: self-supervised "
                                      "pretraining with BYOL, and the experiments that show it helps.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pretrain", help="BYOL pretraining on unlabeled images")
+    p = sub.add_parser("pretrain", help="BYOL (or SimCLR) pretraining on unlabeled images")
     _add_config_args(p)
+    p.add_argument("--method", choices=(BYOL.name, SIMCLR.name), default=BYOL.name,
+                   help="self-supervised method (default: byol; simclr is the contrastive baseline)")
     p = sub.add_parser("supervised", help="supervised training: from scratch, fine-tune or linear probe")
     _add_config_args(p)
     p.add_argument("--mode", choices=SUPERVISED_STAGES, default=SCRATCH.name)
@@ -101,6 +104,10 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="the whole comparison: supervised vs BYOL fine-tuned, probe, kNN")
     _add_config_args(p)
     p.add_argument("--json", help="also write the table as JSON to this path")
+    p = sub.add_parser("ablation", help="BYOL and SimCLR with and without colour augmentation, over seeds")
+    _add_config_args(p)
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default: 3)")
+    p.add_argument("--json", help="also write the rows and drops as JSON to this path")
     p = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
     p.add_argument("run_id")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -175,7 +182,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         print(to_json(cfg))
         return 0
-    stage = {"pretrain": BYOL.name, "supervised": getattr(args, "mode", None), "evaluate": KNN.name}.get(args.command)
+    stage = {"pretrain": getattr(args, "method", BYOL.name), "supervised": getattr(args, "mode", None), "evaluate": KNN.name}.get(args.command)
     if stage is not None:
         spec = plan(stage, cfg, source_run=getattr(args, "from_run", None))
         run = _in_worker(lambda stop: runner.start(spec, store, callbacks=callbacks, stop_event=stop))
@@ -184,6 +191,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks, stop_event=stop,
                                   json_path=args.json, progress=lambda m: print(f"== {m}", file=sys.stderr))
         result = _in_worker(work)
+        bars.close() if bars else None
+        print(result.table())
+        if args.json:
+            print(f"wrote {Path(args.json)}")
+        return 0
+    elif args.command == "ablation":
+        result = _in_worker(lambda stop: run_ablation(cfg, store, seeds=args.seeds,
+                                                      callbacks_for=lambda _stage: callbacks, stop_event=stop,
+                                                      json_path=args.json,
+                                                      progress=lambda m: print(f"== {m}", file=sys.stderr)))
         bars.close() if bars else None
         print(result.table())
         if args.json:

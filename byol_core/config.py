@@ -237,6 +237,13 @@ class BYOLConfig(_Validated):
 
 
 @dataclass(frozen=True)
+class SimCLRConfig(_Validated):
+    """SimCLR, the contrastive baseline; it trains with ``byol.optim`` so both methods get the same budget."""
+
+    temperature: float = _f(0.1, "NT-Xent temperature: cosine similarities are divided by it.", min=1e-3, max=10.0)
+
+
+@dataclass(frozen=True)
 class SupervisedConfig(_Validated):
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, epochs=25),
@@ -278,6 +285,7 @@ class ExperimentConfig(_Validated):
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "BYOL's two views."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Backbone, projector and predictor."})
     byol: BYOLConfig = field(default_factory=BYOLConfig, metadata={"help": "BYOL pretraining."})
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig, metadata={"help": "SimCLR pretraining (baseline)."})
     supervised: SupervisedConfig = field(
         default_factory=SupervisedConfig,
         metadata={"help": "Supervised training and probes."},

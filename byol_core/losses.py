@@ -1,4 +1,4 @@
-"""Pure loss and collapse-monitor functions for BYOL (Grill et al. 2020, eq. 2)."""
+"""Pure loss and collapse-monitor functions: BYOL (Grill et al. 2020, eq. 2) and SimCLR's NT-Xent (Chen et al. 2020)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,24 @@ def collapse_std(embeddings: torch.Tensor) -> torch.Tensor:
     z = F.normalize(embeddings.detach().float(), dim=-1)
     return z.std(dim=0).mean()
 
+
+def nt_xent_loss(z_1: torch.Tensor, z_2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's NT-Xent: each of the 2N views must pick its partner among the other 2N - 1 by cosine / temperature.
+
+    ``z_1[i]`` and ``z_2[i]`` are the projections of two views of image i. Every view is an anchor once
+    (symmetric); its positive is the other view of the same image and its negatives the 2N - 2 views of
+    the other images in the batch. Returns the cross-entropy averaged over the 2N anchors.
+    """
+    if z_1.shape != z_2.shape or z_1.ndim != 2:
+        raise ValueError(f"nt_xent_loss needs two (N, D) batches of the same shape, got {tuple(z_1.shape)} "
+                         f"and {tuple(z_2.shape)}.")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+    n = z_1.shape[0]
+    z = F.normalize(torch.cat([z_1, z_2]).float(), dim=-1)
+    logits = z @ z.T / temperature
+    # A view is not its own negative: mask the diagonal out of the softmax.
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, partner)
