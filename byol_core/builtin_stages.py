@@ -65,7 +65,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
 BYOL = register(Stage(
     name="byol", title="BYOL pretraining (self-supervised, no labels)", method="BYOL kNN", body=_byol,
     sections=("data", "augment", "model", "byol", "eval", "runtime"), optim_section="byol.optim",
-    metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True, needs_labels=False,
+    metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True, needs_labels=False, family="BYOL",
 ))
 SCRATCH = register(Stage(
     name="scratch", title="Supervised from scratch (baseline)", method="supervised from scratch",
@@ -73,16 +73,16 @@ SCRATCH = register(Stage(
     sections=("data", "augment", "model", "supervised", "eval", "runtime"), optim_section="supervised.optim",
 ))
 FINETUNE = register(Stage(
-    name="finetune", title="Fine-tune a BYOL encoder (supervised)", method="BYOL fine-tuned",
+    name="finetune", title="Fine-tune a pretrained encoder (supervised)", method="BYOL fine-tuned",
     body=_supervised("finetune"), run_kind="supervised",
     sections=("data", "augment", "model", "supervised", "eval", "runtime"), optim_section="supervised.optim",
-    source="required",
+    source="required", family="BYOL",
 ))
 LINEAR = register(Stage(
-    name="linear", title="Linear probe on a frozen BYOL encoder", method="BYOL linear probe",
+    name="linear", title="Linear probe on a frozen pretrained encoder", method="BYOL linear probe",
     body=_supervised("linear", checkpoints=False), run_kind="linear",
     sections=("data", "augment", "model", "supervised", "eval", "runtime"),
-    optim_section="supervised.linear_optim", source="required",
+    optim_section="supervised.linear_optim", source="required", family="BYOL",
     resumable=True,  # a stopped probe starts again: its features are recomputed, the head is cheap
 ))
 KNN = register(Stage(
@@ -99,5 +99,5 @@ SIMCLR = register(Stage(
     name="simclr", title="SimCLR pretraining (contrastive baseline, no labels)", method="SimCLR kNN",
     body=simclr_stage_body, sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
     optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True,
-    needs_labels=False,
+    needs_labels=False, family="SimCLR",
 ))

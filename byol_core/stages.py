@@ -83,6 +83,7 @@ class Stage:
     resumable: bool = True           # continues from a checkpoint after a stop
     needs_labels: bool = True        # trains or scores with class labels
     exports_encoder: bool = True     # leaves an encoder.pt that can be embedded, probed or fine-tuned
+    family: str = ""                 # the method family its name starts with ("BYOL", "SimCLR")
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_USES:
@@ -95,8 +96,13 @@ class Stage:
         """The title without its explanation in brackets: 'BYOL pretraining'."""
         return self.title.split(" (")[0]
 
-    def method_for(self, source_run: str | None) -> str:
-        return self.source_method if source_run and self.source_method else self.method
+    def method_for(self, source_run: str | None, source_family: str | None = None) -> str:
+        """The method name of a run of this stage: from a SimCLR run, "SimCLR fine-tuned", not "BYOL ..."."""
+        if source_run and self.source_method:
+            return self.source_method
+        if source_family and self.family and self.source != "none" and self.method.startswith(self.family):
+            return source_family + self.method[len(self.family):]
+        return self.method
 
     def headline(self, results: dict[str, Any]) -> float | None:
         value = results.get(self.metric) if isinstance(results, dict) else None

@@ -110,7 +110,7 @@ def summarize(run: Run) -> RunSummary:
     results = status.get("results") if isinstance(status.get("results"), dict) else {}
     return RunSummary(
         id=run.id, path=run.path, stage=stage_name, kind=kind,
-        method=info.method_for(source) if info else kind,
+        method=info.method_for(source, _family_of(run, source)) if info else kind,
         name=cfg.name if cfg else run.id, dataset=cfg.data.name if cfg else None,
         label_fraction=cfg.data.label_fraction if cfg else None, seed=cfg.seed if cfg else None,
         source_run=source, state=state,
@@ -120,6 +120,15 @@ def summarize(run: Run) -> RunSummary:
         total_steps=_int(status.get("total_steps")), error=error, damaged=damaged, config=cfg, status=status,
         has_encoder=run.encoder_path.is_file(),
     )
+
+
+def _family_of(run: Run, source: str | None) -> str | None:
+    """The method family ("BYOL", "SimCLR") of a run's source run, read from the source's config.json."""
+    if not source or "/" in source or source.startswith("."):
+        return None
+    record, _ = read_json_object(run.path.parent / source / "config.json")
+    name = stage_of_record(record) if record else None
+    return get_stage(name).family or None if name else None
 
 
 def _int(value: Any) -> int | None:

@@ -49,17 +49,17 @@ def _pick_reference(stage: Stage, column) -> RunSummary | None:
     by_id = {s.id: s for s in candidates}
     if stage.source == "required":
         if not candidates:
-            st.info("No finished BYOL run yet: start **BYOL pretraining** first, then come back to "
-                    "fine-tune or probe its encoder.", icon=":material/info:")
+            st.info("No finished pretraining run yet: start **BYOL pretraining** (or SimCLR) first, then come "
+                    "back to fine-tune or probe its encoder.", icon=":material/info:")
             return None
-        ref_id = column.selectbox("BYOL run to start from", list(by_id), format_func=lambda r: by_id[r].short(),
+        ref_id = column.selectbox("Pretrained run to start from", list(by_id), format_func=lambda r: by_id[r].short(),
                                   key="train.from_run",
                                   help="Its network, data set and augmentation are reused, so the numbers compare.")
         return by_id[ref_id]
     if stage.source == "none" and not stage.pretraining and candidates:
         ref_id = column.selectbox("Same network and data as", [NO_REFERENCE, *by_id], index=1, key="train.match_run",
                                   format_func=lambda r: r if r == NO_REFERENCE else by_id[r].short(),
-                                  help="A fair baseline uses the BYOL run's network, data and test split.")
+                                  help="A fair baseline uses the pretrained run's network, data and test split.")
         return by_id.get(ref_id)
     return None
 
