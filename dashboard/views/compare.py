@@ -133,3 +133,36 @@ if curves:
     st.plotly_chart(charts.accuracy_curves(curves), key="compare.curves", config={"displayModeBar": False})
 else:
     st.caption("No per-epoch accuracies logged yet.")
+
+# --------------------------------------------------------------------------- sweeps and ablations
+studies = [s for s in summaries if s.kind in ("sweep", "ablation") and s.results.get("rows")]
+st.subheader("Label efficiency and the colour ablation")
+if not studies:
+    st.caption("Sweeps and ablations run from the command line and show up here: "
+               "`python -m byol_core sweep --preset digits-quick --label-fractions 0.01,0.1,1 --seeds 3` "
+               "(accuracy against the share of labels, every method, 95% intervals over seeds) and "
+               "`python -m byol_core ablation --preset cpu-quick --seeds 3` (BYOL and SimCLR with and without "
+               "colour augmentation).")
+else:
+    by_study = {s.id: s for s in studies}
+    chosen = st.selectbox("Study", list(by_study), key="compare.study",
+                          format_func=lambda r: f"{by_study[r].kind} · {by_study[r].dataset} · {by_study[r].state} · {r}")
+    study = by_study[chosen]
+    rows = [r for r in study.results["rows"] if r.get("mean") is not None]
+    if study.kind == "sweep":
+        st.plotly_chart(charts.label_efficiency(rows), key="compare.sweep", config={"displayModeBar": False})
+        st.caption(f"Test accuracy on {study.results.get('test_images', '?')} test images; bands are 95% t-intervals "
+                   f"over seeds {study.results.get('seeds')}. A band that overlaps another is a difference "
+                   "these seeds cannot tell from noise.")
+    else:
+        for evaluation in dict.fromkeys(r.get("evaluation", "linear") for r in rows):
+            part = [r for r in rows if r.get("evaluation", "linear") == evaluation]
+            st.markdown(f"**{evaluation}**")
+            st.plotly_chart(charts.ablation_bars(part), key=f"compare.ablation.{evaluation}",
+                            config={"displayModeBar": False})
+        for drop in study.results.get("drops", []):
+            st.caption(f"{drop.get('method')} ({drop.get('evaluation')}): full − no-colour "
+                       f"{100 * (drop.get('mean') or 0):+.1f} points, {drop.get('verdict', '')}")
+    st.dataframe([{k: r.get(k) for k in ("method", "label_fraction", "augmentation", "evaluation", "n", "mean",
+                                          "std", "ci95") if k in r} for r in rows], hide_index=True,
+                 key="compare.study_table")
