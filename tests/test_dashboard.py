@@ -331,3 +331,22 @@ def test_streamlit_config_serves_locally_and_keeps_the_server_light():
     # refresh in a process holding torch and plotly: a quarter of a core taken from training.
     assert config["runner"]["postScriptGC"] is False
     assert config["server"]["fileWatcherType"] == "none"
+
+
+def test_a_past_run_shows_its_config_changes_download_and_where_it_fails(runs_dir):
+    from byol_core import runner
+    from byol_core.plans import plan
+
+    store = RunStore(runs_dir)
+    run = runner.start(plan("byol", _tiny_cfg()), store)
+    at = _page(_app(), "views/train.py")
+    # Before Start: the plan's changes to the preset are listed with their reasons.
+    assert any("What this job changes from the digits-quick preset" in e.label for e in at.expander)
+    at.selectbox(key="train.show_run").set_value(run.id).run()
+    assert not at.exception and not _errors(at), _errors(at)
+    assert any("weights_only=True" in c.value and "build_encoder" in c.value for c in at.code)  # small-cnn snippet
+    at.toggle(key=f"train.errors.{run.id}").set_value(True).run()
+    assert not at.exception and not _errors(at), _errors(at)
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(f.get("layout", {}).get("title", {}).get("text") == "Confusion matrix" for f in figures)
+    assert any("right," in c.value for c in at.caption)

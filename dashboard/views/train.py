@@ -14,7 +14,7 @@ from byol_core.plans import plan
 from byol_core.presets import PRESETS, get_preset
 from byol_core.stages import Stage, get_stage, stages
 from byol_core.summary import RunSummary, list_summaries
-from dashboard import job_cards, state, tables
+from dashboard import error_analysis, job_cards, state, tables
 
 RECENT_JOBS_SHOWN = 4
 LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -196,3 +196,6 @@ if shown:
         st.caption("This run logged no training curves.")
     if summary.usable_encoder:
         job_cards.encoder_download(store, summary)
+        if summary.state == "finished" and st.toggle("Where it fails: confusion matrix and misclassified images",
+                                                     key=f"train.errors.{shown}"):
+            error_analysis.show(store, summary)

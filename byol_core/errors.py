@@ -1,0 +1,94 @@
+"""Where a model fails: per-image test predictions, the confusion matrix and the misclassified images.
+
+kNN predictions of any run with an encoder are computed on demand (the labelled training images
+vote, exactly as the run's kNN accuracy was scored). Runs that store ``predictions.npz`` (test
+predictions of a trained classifier) are read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import load_data
+from .evaluation import embed, knn_predict
+from .models import build_encoder
+from .runs import RunStore
+from .summary import summarize
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted and true class of each test image (row i is ``splits.test`` image i)."""
+
+    predicted: np.ndarray  # int64 (N,)
+    labels: np.ndarray     # int64 (N,)
+    classes: list[str]
+    source: str            # what made them: "kNN on the labelled training images", "the trained classifier"
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predicted == self.labels).mean()) if len(self.labels) else float("nan")
+
+    def confusion(self) -> np.ndarray:
+        """Counts (num_classes, num_classes): row = true class, column = predicted class."""
+        k = len(self.classes)
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predicted), 1)
+        return matrix
+
+    def misclassified(self, limit: int = 24) -> np.ndarray:
+        """Test-image indices of wrong predictions, the most frequent confusions first."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        if not len(wrong):
+            return wrong
+        counts = self.confusion()
+        weight = counts[self.labels[wrong], self.predicted[wrong]]
+        return wrong[np.argsort(-weight, kind="stable")][:limit]
+
+
+def knn_predictions(store: RunStore, run_id: str) -> Predictions:
+    """Weighted-kNN predictions of the run's encoder on its test set (the labelled training images vote)."""
+    summary = summarize(store.get(run_id))
+    if summary.config is None or not summary.usable_encoder:
+        raise ValueError(f"run {run_id} has no finished encoder to score ({summary.damaged or summary.state}).")
+    cfg = summary.config
+    splits = load_data(cfg.data)
+    if splits.num_classes < 2 or not len(splits.labelled_train):
+        raise ValueError(f"data set {splits.name!r} has no class labels: there is nothing to be wrong about.")
+    encoder = build_encoder(cfg.model)
+    encoder.model.load_state_dict(store.get(run_id).load_encoder())
+    size, bs = cfg.augment.image_size, cfg.eval.batch_size
+    train = splits.labelled_train
+    bank = embed(encoder, train.images, size, splits.mean, splits.std, bs)
+    queries = embed(encoder, splits.test.images, size, splits.mean, splits.std, bs)
+    predicted = knn_predict(bank, train.labels, queries, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                            num_classes=splits.num_classes)
+    return Predictions(predicted.numpy().astype(np.int64), splits.test.labels.numpy().astype(np.int64),
+                       list(splits.classes), "kNN on the labelled training images")
+
+
+def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:
+    """The trained classifier's test predictions, when the run saved them (``predictions.npz``)."""
+    run = store.get(run_id)
+    path = run.path / "predictions.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            predicted, labels = data["predicted"].astype(np.int64), data["labels"].astype(np.int64)
+            classes = [str(c) for c in data["classes"]]
+    except (OSError, ValueError, KeyError):
+        return None  # damaged: the page falls back to kNN predictions
+    return Predictions(predicted, labels, classes, "the trained classifier")
+
+
+def save_predictions(path, predicted: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
+    """Write a classifier's test predictions beside its run (read by :func:`stored_predictions`)."""
+    from .files import atomic_write
+
+    arrays = {"predicted": predicted.cpu().numpy().astype(np.int64), "labels": labels.cpu().numpy().astype(np.int64),
+              "classes": np.asarray(classes, dtype=str)}
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
