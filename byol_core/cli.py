@@ -1,4 +1,4 @@
-"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | resume | runs | config``."""
+"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | sweep | resume | runs | config``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .plans import plan
 from .presets import PRESETS, get_preset
 from .runs import RunStore
 from .summary import list_summaries
+from .sweep import parse_fractions, run_sweep
 from .training import Callback, TrainingError
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
@@ -101,6 +102,11 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="the whole comparison: supervised vs BYOL fine-tuned, probe, kNN")
     _add_config_args(p)
     p.add_argument("--json", help="also write the table as JSON to this path")
+    p = sub.add_parser("sweep", help="label efficiency: every method at several label fractions, over seeds")
+    _add_config_args(p)
+    p.add_argument("--label-fractions", default="0.01,0.1,1", help="comma-separated (default: 0.01,0.1,1)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per fraction, from the config's seed (default: 3)")
+    p.add_argument("--json", help="also write the rows as JSON to this path (and CSV beside it)")
     p = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
     p.add_argument("run_id")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -188,6 +194,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(result.table())
         if args.json:
             print(f"wrote {Path(args.json)}")
+        return 0
+    elif args.command == "sweep":
+        fractions = parse_fractions(args.label_fractions)
+        result = _in_worker(lambda stop: run_sweep(cfg, store, fractions, args.seeds,
+                                                   callbacks_for=lambda _stage: callbacks, stop_event=stop,
+                                                   json_path=args.json,
+                                                   progress=lambda m: print(f"== {m}", file=sys.stderr)))
+        bars.close() if bars else None
+        print(result.table())
+        if args.json:
+            print(f"wrote {Path(args.json)} and {Path(args.json).with_suffix('.csv')}")
         return 0
     else:  # pragma: no cover - argparse rejects other commands
         raise AssertionError(args.command)
