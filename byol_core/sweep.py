@@ -80,12 +80,17 @@ class SweepResult:
     rows: list[SweepRow] = field(default_factory=list)
     wall_seconds: float = 0.0
 
+    def find(self, method: str, label_fraction: float) -> SweepRow | None:
+        return next((r for r in self.rows if r.method == method and r.label_fraction == label_fraction), None)
+
     def row(self, method: str, label_fraction: float) -> SweepRow:
-        for r in self.rows:
-            if r.method == method and r.label_fraction == label_fraction:
-                return r
-        r = SweepRow(method, label_fraction)
-        self.rows.append(r)
+        """The row of ``method`` at ``label_fraction``, added (in table order) when it is new."""
+        r = self.find(method, label_fraction)
+        if r is None:
+            r = SweepRow(method, label_fraction)
+            self.rows.append(r)
+            order = {m: i for i, m in enumerate(METHODS)}
+            self.rows.sort(key=lambda x: (order.get(x.method, len(order)), x.label_fraction))
         return r
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +117,7 @@ class SweepResult:
         head = [f"{'method':<30}"] + [f"{f'{100 * f:g}% labels':>20}" for f in self.label_fractions]
         lines = [" ".join(head), " ".join(["-" * 30] + ["-" * 20] * len(self.label_fractions))]
         for method in METHODS:
-            cells = [_cell(self.row(method, f).summary()) for f in self.label_fractions]
+            cells = [_cell(r.summary() if (r := self.find(method, f)) else None) for f in self.label_fractions]
             lines.append(" ".join([f"{method:<30}"] + [f"{c:>20}" for c in cells]))
         lines.append(f"test accuracy (%) on {self.test_images} {self.dataset} test images, mean ± half-width of "
                      f"the 95% t-interval over seeds (n); seeds {self.seeds}; wall time {self.wall_seconds:.1f} s")
