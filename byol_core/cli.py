@@ -1,4 +1,5 @@
-"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | ablation | resume | runs | config``."""
+"""Command line: ``python -m byol_core pretrain | supervised | evaluate | experiment | sweep | ablation | resume | runs
+| config | export``."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from .plans import plan
 from .presets import PRESETS, get_preset
 from .runs import RunStore
 from .summary import list_summaries
+from .sweep import parse_fractions, run_sweep
 from .training import Callback, TrainingError
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
+STUDIES = {"experiment": run_experiment, "sweep": run_sweep, "ablation": run_ablation}  # composite commands
 NOTE_KINDS = ("note", "resume")  # events that carry a message for the person at the terminal
 
 
@@ -108,6 +111,11 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default: 3)")
     p.add_argument("--json", help="also write the rows and drops as JSON to this path")
+    p = sub.add_parser("sweep", help="label efficiency: every method at several label fractions, over seeds")
+    _add_config_args(p)
+    p.add_argument("--label-fractions", default="0.01,0.1,1", help="comma-separated (default: 0.01,0.1,1)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per fraction, from the config's seed (default: 3)")
+    p.add_argument("--json", help="also write the rows as JSON to this path (and CSV beside it)")
     p = sub.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
     p.add_argument("run_id")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -186,25 +194,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if stage is not None:
         spec = plan(stage, cfg, source_run=getattr(args, "from_run", None))
         run = _in_worker(lambda stop: runner.start(spec, store, callbacks=callbacks, stop_event=stop))
-    elif args.command == "experiment":
-        def work(stop: threading.Event):
-            return run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks, stop_event=stop,
-                                  json_path=args.json, progress=lambda m: print(f"== {m}", file=sys.stderr))
-        result = _in_worker(work)
+    elif args.command in STUDIES:
+        # Studies run many stages in turn; each shares the progress bars and reports as it goes.
+        common = {"callbacks_for": lambda _stage: callbacks, "json_path": args.json,
+                  "progress": lambda m: print(f"== {m}", file=sys.stderr)}
+        if args.command == "sweep":
+            extra = {"label_fractions": parse_fractions(args.label_fractions), "seeds": args.seeds}
+        else:
+            extra = {"seeds": args.seeds} if args.command == "ablation" else {}
+        result = _in_worker(lambda stop: STUDIES[args.command](cfg, store, stop_event=stop, **common, **extra))
         bars.close() if bars else None
         print(result.table())
         if args.json:
-            print(f"wrote {Path(args.json)}")
-        return 0
-    elif args.command == "ablation":
-        result = _in_worker(lambda stop: run_ablation(cfg, store, seeds=args.seeds,
-                                                      callbacks_for=lambda _stage: callbacks, stop_event=stop,
-                                                      json_path=args.json,
-                                                      progress=lambda m: print(f"== {m}", file=sys.stderr)))
-        bars.close() if bars else None
-        print(result.table())
-        if args.json:
-            print(f"wrote {Path(args.json)}")
+            written = [Path(args.json)] + ([Path(args.json).with_suffix(".csv")] if args.command == "sweep" else [])
+            print("wrote " + " and ".join(map(str, written)))
         return 0
     else:  # pragma: no cover - argparse rejects other commands
         raise AssertionError(args.command)

@@ -130,11 +130,14 @@ class DataConfig(_Validated):
                                         "such as a home directory, would take minutes and gigabytes).", min=1)
     download: bool = _f(True, "Download torchvision data sets when they are not on disk.")
     test_fraction: float = _f(0.2, "Held-out share for sets without a test split.", min=0.05, max=0.9)
+    # 0 by default so configs saved before this field existed load as what they ran: no validation split.
+    val_fraction: float = _f(0.0, "Share of each class of the training split held out for validation "
+                                  "(checkpoint choice, curves during training); 0: none.", min=0.0, max=0.5)
     label_fraction: float = _f(1.0, "Share of training labels kept (stratified).", min=0.001, max=1.0)
     max_train_images: int | None = _f(None, "Cap on training images (None: all).", min=1)
     max_test_images: int | None = _f(None, "Cap on test images (None: all).", min=1)
     max_unlabeled_images: int | None = _f(None, "Cap on extra unlabeled images (STL10).", min=0)
-    split_seed: int = _f(0, "Seed of the train/test split and label subset.", min=0)
+    split_seed: int = _f(0, "Seed of the train/test split, validation split and label subset.", min=0)
 
     def _check(self) -> None:
         if self.name == "folder" and not self.folder:

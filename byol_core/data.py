@@ -1,8 +1,8 @@
 """Load image data sets into memory as uint8 tensors.
 
 Every source ends up as ``(N, C, H, W)`` uint8 images plus int64 labels (-1 where
-unlabelled), split into train/test, a stratified labelled subset of train and,
-for STL10, extra unlabelled images. Augmentation and normalisation happen later on
+unlabelled), split into train/test, a stratified validation split held out of train, a
+stratified labelled subset of what remains of train and, for STL10, extra unlabelled images. Augmentation and normalisation happen later on
 the device, so nothing here converts to float except the mean/std statistics.
 
 Results are cached in-process (a few entries): callers get tensors that share
@@ -80,11 +80,16 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """A loaded data set: train/test splits, the labelled subset and statistics."""
+    """A loaded data set: train/val/test splits, the labelled subset and statistics.
+
+    ``val`` is held out of ``train`` (neither pretraining nor the labelled subset sees it): choices
+    made while training score it, the test set only gives the final numbers.
+    """
 
     name: str
     classes: list[str]
     train: ImageSet
+    val: ImageSet
     test: ImageSet
     unlabeled: ImageSet
     labelled_train: ImageSet
@@ -172,7 +177,7 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
     from .data_sources import load_source, source_key  # the loaders build this module's containers
 
     source_key = source_key(cfg)
-    splits_key = (source_key, cfg.test_fraction, cfg.label_fraction, cfg.max_train_images,
+    splits_key = (source_key, cfg.test_fraction, cfg.val_fraction, cfg.label_fraction, cfg.max_train_images,
                   cfg.max_test_images, cfg.split_seed)
     splits = _SPLITS_CACHE.get(splits_key)
     if splits is None:
@@ -183,16 +188,20 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
         report("Splitting", 0.95)
         splits = _make_splits(cfg, source)
         _SPLITS_CACHE.put(splits_key, splits)
-    report(f"Loaded {cfg.name}: {len(splits.train)} train, {len(splits.test)} test, "
-           f"{len(splits.unlabeled)} unlabelled images", 1.0)
+    report(f"Loaded {cfg.name}: {len(splits.train)} train, {len(splits.val)} validation, "
+           f"{len(splits.test)} test, {len(splits.unlabeled)} unlabelled images", 1.0)
     # Fresh lists so a caller appending to them cannot change the cached copy.
     return dataclasses.replace(splits, classes=list(splits.classes),
                                skipped_files=list(splits.skipped_files))
 
 
 # --------------------------------------------------------------------------- splitting
+# One independent random stream per purpose, so e.g. changing a cap does not move the test split.
+# Purpose 5 caps STL10's unlabelled images (data_sources).
+TEST_SPLIT, TRAIN_CAP, TEST_CAP, LABEL_SUBSET, VAL_SPLIT, VAL_CAP = 1, 2, 3, 4, 6, 7
+
+
 def split_rng(cfg: DataConfig, purpose: int) -> np.random.Generator:
-    # One independent stream per purpose, so e.g. changing a cap does not move the test split.
     return np.random.default_rng([cfg.split_seed, purpose])
 
 
@@ -210,6 +219,31 @@ def _split_indices(labels: np.ndarray, fraction: float,
         test.append(perm[:n_test])
         train.append(perm[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _validation_indices(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Stratified held-out indices: round(fraction * n_c) of each labelled class, leaving it >= 1 image.
+
+    Unlabelled images (-1) are never held out: validation is scored with labels. Small classes
+    (round gives 0) give none, so a tiny set gets an empty validation split.
+    """
+    held = [np.zeros(0, dtype=np.int64)]
+    if fraction > 0:
+        for c in np.unique(labels[labels >= 0]):
+            idx = np.flatnonzero(labels == c)
+            held.append(rng.permutation(idx)[:min(round(fraction * len(idx)), len(idx) - 1)])
+    return np.sort(np.concatenate(held))
+
+
+def _hold_out(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """Train without the validation images, and the validation images (capped like the test set)."""
+    held = _validation_indices(train.labels.numpy(), cfg.val_fraction, split_rng(cfg, VAL_SPLIT))
+    if len(held) == 0:
+        return train, _empty_like(train)  # no copy: train stays shared with the cache
+    rest = np.setdiff1d(np.arange(len(train)), held)
+    # The validation set is scored like the test set, so the same cap bounds what scoring it costs.
+    val = _cap(train.subset(torch.from_numpy(held)), cfg.max_test_images, split_rng(cfg, VAL_CAP))
+    return train.subset(torch.from_numpy(rest)), val
 
 
 def _labelled_indices(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -256,15 +290,18 @@ def _empty_like(images: ImageSet) -> ImageSet:
 def _make_splits(cfg: DataConfig, source: Source) -> DataSplits:
     train, test = source.train, source.test
     if test is None:
-        tr, te = _split_indices(train.labels.numpy(), cfg.test_fraction, split_rng(cfg, 1))
+        tr, te = _split_indices(train.labels.numpy(), cfg.test_fraction, split_rng(cfg, TEST_SPLIT))
         train, test = train.subset(torch.from_numpy(tr)), train.subset(torch.from_numpy(te))
-    train = _cap(train, cfg.max_train_images, split_rng(cfg, 2))
-    test = _cap(test, cfg.max_test_images, split_rng(cfg, 3))
-    keep = _labelled_indices(train.labels.numpy(), cfg.label_fraction, split_rng(cfg, 4))
+    # Validation comes out of train after the test split and before caps and the label subset:
+    # the test split never moves with val_fraction, and no labelled image is a validation image.
+    train, val = _hold_out(train, cfg)
+    train = _cap(train, cfg.max_train_images, split_rng(cfg, TRAIN_CAP))
+    test = _cap(test, cfg.max_test_images, split_rng(cfg, TEST_CAP))
+    keep = _labelled_indices(train.labels.numpy(), cfg.label_fraction, split_rng(cfg, LABEL_SUBSET))
     # With every label kept (the default) share train's tensors instead of copying them.
     labelled = train if len(keep) == len(train) else train.subset(torch.from_numpy(keep))
     unlabeled = source.unlabeled if source.unlabeled is not None else _empty_like(train)
     mean, std = _channel_stats(train.images)
-    return DataSplits(name=cfg.name, classes=list(source.classes), train=train, test=test,
+    return DataSplits(name=cfg.name, classes=list(source.classes), train=train, val=val, test=test,
                       unlabeled=unlabeled, labelled_train=labelled, mean=mean, std=std,
                       skipped_files=list(source.skipped_files))

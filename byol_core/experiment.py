@@ -19,7 +19,7 @@ from . import runner
 from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from .config import ExperimentConfig
 from .data import load_data
-from .evaluation import knn_accuracy, pixel_features
+from .floors import PIXEL_KNN, pixel_knn_accuracy
 from .plans import plan
 from .runs import RunStore
 from .stages import get_stage
@@ -117,16 +117,7 @@ def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks_for: Cal
                 timed(stage.method, lambda stage=stage: stage_run(stage.name, byol_runs[0]))
             timed(SCRATCH.method, lambda: stage_run(SCRATCH.name))
             timed(KNN.method, lambda: stage_run(KNN.name))
-
-            def pixel_knn():
-                size = cfg.augment.image_size
-                train_x = pixel_features(splits.labelled_train.images, size, splits.mean, splits.std)
-                test_x = pixel_features(splits.test.images, size, splits.mean, splits.std)
-                return knn_accuracy(train_x, splits.labelled_train.labels, test_x, splits.test.labels,
-                                    k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
-                                    num_classes=splits.num_classes), None
-
-            timed("raw-pixel kNN", pixel_knn)
+            timed(PIXEL_KNN, lambda: (pixel_knn_accuracy(splits, cfg), None))
         except BaseException as exc:  # a crash or Ctrl-C twice: the experiment run says how it ended
             exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise

@@ -28,7 +28,7 @@ from .loop import Plan
 from .stages import Stage, get_stage
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
-DESIGN_DATA_FIELDS = ("max_train_images", "max_test_images", "label_fraction")
+DESIGN_DATA_FIELDS = ("max_train_images", "max_test_images", "label_fraction", "val_fraction")
 
 
 @dataclass(frozen=True)

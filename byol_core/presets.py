@@ -17,6 +17,9 @@ from .config import (
     ViewAugmentConfig,
 )
 
+# Every preset holds out this share of each class of the training split for validation.
+VAL_FRACTION = 0.1
+
 
 def byol_paper_augment(image_size: int = 32, backend: str = "fast") -> AugmentConfig:
     """The BYOL paper's asymmetric views (Grill et al. 2020, Table 6).
@@ -31,7 +34,7 @@ def byol_paper_augment(image_size: int = 32, backend: str = "fast") -> AugmentCo
 
 def byol_paper() -> ExperimentConfig:
     """Paper augmentations on the built-in digits set with a small ResNet18: a sane default."""
-    return ExperimentConfig(name="byol-paper", augment=byol_paper_augment(32))
+    return ExperimentConfig(name="byol-paper", data=DataConfig(val_fraction=VAL_FRACTION), augment=byol_paper_augment(32))
 
 
 def seed_stl10() -> ExperimentConfig:
@@ -42,7 +45,7 @@ def seed_stl10() -> ExperimentConfig:
     """
     return ExperimentConfig(
         name="seed-stl10",
-        data=DataConfig(name="stl10"),
+        data=DataConfig(name="stl10", val_fraction=VAL_FRACTION),
         augment=byol_paper_augment(96),
         model=ModelConfig(backbone="resnet18", small_stem=False),
         byol=BYOLConfig(tau_base=0.99, optim=OptimConfig(optimizer="adam", lr=1e-4, epochs=50, batch_size=256),
@@ -62,7 +65,8 @@ def cpu_quick() -> ExperimentConfig:
     gray = {"saturation": 0.0, "hue": 0.0, "grayscale_p": 0.0, "crop_scale_min": 0.2}
     return ExperimentConfig(
         name="cpu-quick",
-        data=DataConfig(name="fashion-mnist", max_train_images=10_000, max_test_images=5_000),
+        data=DataConfig(name="fashion-mnist", val_fraction=VAL_FRACTION, max_train_images=10_000,
+                        max_test_images=5_000),
         augment=AugmentConfig(image_size=28,
                               view1=ViewAugmentConfig(blur_p=0.5, solarize_p=0.0, **gray),
                               view2=ViewAugmentConfig(blur_p=0.1, solarize_p=0.2, **gray)),
@@ -87,7 +91,7 @@ def digits_quick() -> ExperimentConfig:
     digit_views = {"flip_p": 0.0, "crop_scale_min": 0.4, "crop_ratio_min": 0.8, "crop_ratio_max": 1.25}
     return ExperimentConfig(
         name="digits-quick",
-        data=DataConfig(name="digits", label_fraction=0.05),
+        data=DataConfig(name="digits", val_fraction=VAL_FRACTION, label_fraction=0.05),
         augment=AugmentConfig(image_size=16,
                               view1=ViewAugmentConfig(blur_p=1.0, solarize_p=0.0, **digit_views),
                               view2=ViewAugmentConfig(blur_p=0.1, solarize_p=0.2, **digit_views)),
@@ -105,7 +109,7 @@ def tiny() -> ExperimentConfig:
     """Seconds-long runs on the built-in digits set: for tests and smoke checks."""
     return ExperimentConfig(
         name="tiny",
-        data=DataConfig(name="digits", max_train_images=256, max_test_images=128),
+        data=DataConfig(name="digits", val_fraction=VAL_FRACTION, max_train_images=256, max_test_images=128),
         augment=AugmentConfig(image_size=16,
                               view1=ViewAugmentConfig(blur_p=1.0, solarize_p=0.0, hue=0.0, saturation=0.0),
                               view2=ViewAugmentConfig(blur_p=0.1, solarize_p=0.2, hue=0.0, saturation=0.0)),

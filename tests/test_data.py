@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from byol_core import data as data_module
 from byol_core import data_sources
 from byol_core.config import DATASETS, DataConfig
 from byol_core.data import (
@@ -91,6 +92,61 @@ def test_digits_deterministic_by_seed_and_caps():
         assert torch.equal(getattr(a, part).labels, getattr(b, part).labels)
     c = load_data(DataConfig(split_seed=4, label_fraction=0.2, max_train_images=100, max_test_images=30))
     assert not torch.equal(a.train.images, c.train.images)
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {bytes(img.numpy()) for img in images}  # the 1797 digits are all distinct images
+
+
+def test_validation_split_is_stratified_and_disjoint_from_train_test_and_labels():
+    s = load_data(DataConfig(val_fraction=0.1, label_fraction=0.2))
+    train_counts, val_counts = s.train.labels.bincount(minlength=10), s.val.labels.bincount(minlength=10)
+    assert torch.equal(val_counts, torch.round((train_counts + val_counts).double() * 0.1).long())
+    assert len(s.train) + len(s.val) + len(s.test) == 1797
+    val_rows = _rows(s.val.images)
+    assert len(val_rows) == len(s.val)
+    for part in (s.train, s.test, s.labelled_train):
+        assert not val_rows & _rows(part.images)
+    assert s.pretrain_images() is s.train.images  # BYOL never sees the validation images
+    # The labelled subset is drawn from what remains of train.
+    assert torch.equal(s.labelled_train.labels.bincount(minlength=10), torch.round(train_counts.double() * 0.2).long())
+
+
+def test_validation_never_moves_the_test_split_and_is_reproducible():
+    design = {"split_seed": 2, "max_train_images": 300, "max_test_images": 100}
+    without = load_data(DataConfig(**design))
+    with_val = load_data(DataConfig(val_fraction=0.05, **design))
+    more_val = load_data(DataConfig(val_fraction=0.1, **design))
+    assert len(without.val) == 0
+    for s in (with_val, more_val):
+        assert torch.equal(s.test.images, without.test.images) and torch.equal(s.test.labels, without.test.labels)
+        assert len(s.train) == 300
+    assert len(more_val.val) == 100 > len(with_val.val) > 0  # 144 held out, capped like the test set
+    clear_cache()
+    again = load_data(DataConfig(val_fraction=0.05, **design))
+    for part in ("train", "val", "labelled_train"):
+        assert torch.equal(getattr(again, part).images, getattr(with_val, part).images)
+    assert not torch.equal(load_data(DataConfig(val_fraction=0.05, **{**design, "split_seed": 3})).val.images,
+                           with_val.val.images)
+
+
+def test_tiny_classes_and_unlabelled_images_give_no_validation():
+    # Five images a class at 10% round to none held out; an unlabelled image is never held out.
+    labels = np.array([c for c in range(3) for _ in range(5)] + [-1] * 20)
+    assert len(data_module._validation_indices(labels, 0.1, np.random.default_rng(0))) == 0
+    held = data_module._validation_indices(labels, 0.5, np.random.default_rng(0))
+    assert len(held) == 6 and np.all(labels[held] >= 0)  # round(2.5) = 2 per class
+    assert len(data_module._validation_indices(labels, 0.0, np.random.default_rng(0))) == 0
+
+
+def test_old_configs_without_val_fraction_load_with_no_validation():
+    from byol_core.config import ExperimentConfig, from_dict, to_dict
+
+    data = to_dict(ExperimentConfig())
+    del data["data"]["val_fraction"]
+    cfg = from_dict(ExperimentConfig, data)
+    assert cfg.data.val_fraction == 0.0
+    assert len(load_data(cfg.data).val) == 0
 
 
 def test_cache_returns_shared_tensors_and_fresh_lists():

@@ -85,10 +85,14 @@ def test_a_stopped_job_resumes_to_the_end(manager, cfg):
     assert again.state == "finished" and status["results"]["step"] == status["results"]["total_steps"]
 
 
-def test_failures_are_recorded_not_raised(manager, cfg):
-    job = manager.submit(plan("byol", with_overrides(cfg, {"model.backbone": "resnet19"})))
+def test_failures_are_recorded_not_raised(manager, cfg, tmp_path):
+    (tmp_path / "empty").mkdir()
+    empty = with_overrides(cfg, {"data.name": "folder", "data.folder": str(tmp_path / "empty")})
+    job = manager.submit(plan("byol", empty))
     manager.wait(job.id, timeout=600)
-    assert job.state == "failed" and "resnet19" in job.error
+    assert job.state == "failed" and "no images" in job.error
+    with pytest.raises(ValueError, match="not a torchvision model"):  # refused before a run exists
+        manager.submit(plan("byol", with_overrides(cfg, {"model.backbone": "resnet19"})))
     with pytest.raises(ValueError, match="needs a pretraining run"):
         plan("finetune", cfg)
     with pytest.raises(ValueError, match="unknown stage"):

@@ -249,10 +249,15 @@ def test_runner_resumes_a_stopped_run_to_the_end(cfg, store):
         runner.resume(store, run.id)
 
 
-def test_runner_marks_a_failed_run_with_the_reason(cfg, store):
-    bad = with_overrides(cfg, {"model.backbone": "resnet19"})
-    with pytest.raises(ValueError, match="not a torchvision model"):
-        runner.start(plan("byol", bad), store)
-    run = store.list()[0]
-    status = run.read_status()
-    assert status["state"] == "failed" and "resnet19" in status["error"]
+def test_runner_marks_a_failed_run_with_the_reason(cfg, store, tmp_path):
+    from byol_core.data import DataError
+
+    with pytest.raises(ValueError, match="not a torchvision model"):  # refused before a run folder exists
+        runner.start(plan("byol", with_overrides(cfg, {"model.backbone": "resnet19"})), store)
+    assert store.list() == []
+    (tmp_path / "empty").mkdir()
+    empty = with_overrides(cfg, {"data.name": "folder", "data.folder": str(tmp_path / "empty")})
+    with pytest.raises(DataError, match="no images"):  # fails while running: the run says why
+        runner.start(plan("byol", empty), store)
+    status = store.list()[0].read_status()
+    assert status["state"] == "failed" and "no images" in status["error"]
