@@ -25,8 +25,8 @@ def loop_results(result: TrainResult, ctx: StageContext) -> dict[str, Any]:
 def _byol(ctx: StageContext) -> dict[str, Any]:
     data = ctx.data()
     result = pretrain_byol(ctx.cfg, data, callbacks=ctx.callbacks, stop_event=ctx.stop_event,
-                           checkpoint=ctx.checkpoint(), save_checkpoint=ctx.run.save_checkpoint)
-    ctx.run.save_encoder(encoder_state_dict(result.model.online_encoder))
+                           checkpoint=ctx.checkpoint(), save_checkpoint=ctx.save_checkpoint)
+    ctx.save_encoder(encoder_state_dict(result.model.online_encoder))
     out = loop_results(result, ctx)
     if not result.stopped and data.labelled_train.labels.numel():
         device, _ = prepare_runtime(ctx.cfg)
@@ -40,8 +40,8 @@ def _supervised(mode: str, checkpoints: bool = True):
         checkpoint = ctx.checkpoint() if checkpoints else None
         result = train_supervised(ctx.cfg, ctx.data(), mode, encoder_state=encoder_state,
                                   callbacks=ctx.callbacks, stop_event=ctx.stop_event, checkpoint=checkpoint,
-                                  save_checkpoint=ctx.run.save_checkpoint if checkpoints else None)
-        ctx.run.save_encoder(encoder_state_dict(result.model.encoder))
+                                  save_checkpoint=ctx.save_checkpoint if checkpoints else None)
+        ctx.save_encoder(encoder_state_dict(result.model.encoder))
         return {**loop_results(result, ctx), "test_accuracy": result.test_accuracy, "mode": mode,
                 "from_run": ctx.source_run}
 
@@ -57,7 +57,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
     if ctx.source_run:
         encoder.model.load_state_dict(ctx.source_encoder())
     accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
-    ctx.run.log({"kind": "eval", "knn_accuracy": accuracy})
+    ctx.log({"kind": "eval", "knn_accuracy": accuracy})
     return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
             "test_images": len(data.test)}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import runner
+from . import distributed, runner
 from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
@@ -125,6 +125,7 @@ def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             box["error"] = exc
 
+    distributed.stop_on_sigterm(stop)
     thread = threading.Thread(target=target, name="byol-cli-worker", daemon=True)
     thread.start()
     try:
@@ -140,19 +141,35 @@ def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
 
 
 def _print_results(store: RunStore, run_id: str) -> None:
+    if not distributed.current().is_main:
+        return
     run = store.get(run_id)
     status = run.read_status()
     print(json.dumps({"run": run_id, "state": status.get("state"), "path": str(run.path),
                       **status.get("results", {})}, indent=2))
 
 
+# Commands that run under torchrun (one process per GPU); the others are refused there.
+DISTRIBUTED_COMMANDS = ("pretrain", "resume")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if distributed.world_from_env().active and args.command not in DISTRIBUTED_COMMANDS:
+        if distributed.world_from_env().is_main:
+            print(f"error: under torchrun only {' and '.join(DISTRIBUTED_COMMANDS)} run (BYOL pretraining with "
+                  f"DistributedDataParallel); run `{args.command}` with plain `python -m byol_core`.",
+                  file=sys.stderr)
+        return 2
+    world = distributed.init()
     try:
         return _dispatch(args)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if world.is_main:  # every rank meets the same error; one says it
+            print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -163,7 +180,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             note = f"  damaged: {summary.damaged}" if summary.damaged else ""
             print(f"{summary.id:<56} {summary.state:<12}{acc}{note}")
         return 0
-    bars = ProgressBars(enabled=not args.no_progress) if hasattr(args, "no_progress") else None
+    shows_progress = hasattr(args, "no_progress") and distributed.current().is_main
+    bars = ProgressBars(enabled=not args.no_progress) if shows_progress else None
     callbacks: list[Callback] = [bars] if bars else []
     if args.command == "resume":
         overrides = parse_set_args(args.set or [])
