@@ -117,6 +117,7 @@ def make_parser() -> argparse.ArgumentParser:
 def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
     """Run ``work`` in a thread so Ctrl-C stops it cleanly (checkpoint saved, run marked 'stopped')."""
     stop = threading.Event()
+    done = threading.Event()  # waited on instead of Thread.join: a Ctrl-C during join can mark a live thread ended
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -124,17 +125,20 @@ def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
             box["value"] = work(stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             box["error"] = exc
+        finally:
+            done.set()
 
     distributed.stop_on_sigterm(stop)
     thread = threading.Thread(target=target, name="byol-cli-worker", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
-        print("\nstopping: saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        if distributed.current().is_main:
+            print("\nstopping: saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
         stop.set()
-        thread.join()
+        done.wait()
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -155,13 +159,18 @@ DISTRIBUTED_COMMANDS = ("pretrain", "resume")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    if distributed.world_from_env().active and args.command not in DISTRIBUTED_COMMANDS:
-        if distributed.world_from_env().is_main:
+    world = distributed.world_from_env()
+    if world.active and args.command not in DISTRIBUTED_COMMANDS:
+        if world.is_main:
             print(f"error: under torchrun only {' and '.join(DISTRIBUTED_COMMANDS)} run (BYOL pretraining with "
                   f"DistributedDataParallel); run `{args.command}` with plain `python -m byol_core`.",
                   file=sys.stderr)
         return 2
-    world = distributed.init()
+    try:
+        distributed.init()
+    except ValueError as exc:  # this rank cannot join (e.g. more processes than GPUs): it says why
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _dispatch(args)
     except USER_ERRORS as exc:

@@ -75,6 +75,9 @@ def init() -> World:
     if not world.active or dist.is_initialized():
         return current()
     if torch.cuda.is_available():
+        if world.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"torchrun started {world.local_rank + 1}+ processes on a machine with "
+                             f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node={torch.cuda.device_count()}.")
         torch.cuda.set_device(world.local_rank)
         dist.init_process_group(backend="cpu:gloo,cuda:nccl")
     else:
