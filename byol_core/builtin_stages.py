@@ -7,6 +7,7 @@ spelled out; everything else refers to these constants or looks stages up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,16 +23,25 @@ def loop_results(result: TrainResult, ctx: StageContext) -> dict[str, Any]:
             "test_images": len(ctx.data().test)}
 
 
-def _byol(ctx: StageContext) -> dict[str, Any]:
-    data = ctx.data()
-    result = pretrain_byol(ctx.cfg, data, callbacks=ctx.callbacks, stop_event=ctx.stop_event,
-                           checkpoint=ctx.checkpoint(), save_checkpoint=ctx.run.save_checkpoint)
-    ctx.run.save_encoder(encoder_state_dict(result.model.online_encoder))
-    out = loop_results(result, ctx)
-    if not result.stopped and data.labelled_train.labels.numel():
-        device, _ = prepare_runtime(ctx.cfg)
-        out["knn_accuracy"] = knn_eval(result.model.online_encoder, data, ctx.cfg, device)
-    return out
+def pretraining_body(train: Callable[..., TrainResult], encoder_of: Callable[[Any], Any]):
+    """A pretraining stage's body: train without labels, export the encoder, score it with kNN."""
+
+    def body(ctx: StageContext) -> dict[str, Any]:
+        data = ctx.data()
+        result = train(ctx.cfg, data, callbacks=ctx.callbacks, stop_event=ctx.stop_event,
+                       checkpoint=ctx.checkpoint(), save_checkpoint=ctx.save_checkpoint)
+        encoder = encoder_of(result.model)
+        ctx.save_encoder(encoder_state_dict(encoder))
+        out = loop_results(result, ctx)
+        if not result.stopped and data.labelled_train.labels.numel():
+            device, _ = prepare_runtime(ctx.cfg)
+            out["knn_accuracy"] = knn_eval(encoder, data, ctx.cfg, device)
+        return out
+
+    return body
+
+
+_byol = pretraining_body(pretrain_byol, lambda model: model.online_encoder)
 
 
 def _supervised(mode: str, checkpoints: bool = True):
@@ -40,8 +50,8 @@ def _supervised(mode: str, checkpoints: bool = True):
         checkpoint = ctx.checkpoint() if checkpoints else None
         result = train_supervised(ctx.cfg, ctx.data(), mode, encoder_state=encoder_state,
                                   callbacks=ctx.callbacks, stop_event=ctx.stop_event, checkpoint=checkpoint,
-                                  save_checkpoint=ctx.run.save_checkpoint if checkpoints else None)
-        ctx.run.save_encoder(encoder_state_dict(result.model.encoder))
+                                  save_checkpoint=ctx.save_checkpoint if checkpoints else None)
+        ctx.save_encoder(encoder_state_dict(result.model.encoder))
         return {**loop_results(result, ctx), "test_accuracy": result.test_accuracy, "mode": mode,
                 "from_run": ctx.source_run}
 
@@ -57,7 +67,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
     if ctx.source_run:
         encoder.model.load_state_dict(ctx.source_encoder())
     accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
-    ctx.run.log({"kind": "eval", "knn_accuracy": accuracy})
+    ctx.log({"kind": "eval", "knn_accuracy": accuracy})
     return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
             "test_images": len(data.test)}
 
@@ -93,11 +103,11 @@ KNN = register(Stage(
 ), legacy_names=("evaluate",))
 
 # SimCLR, the contrastive baseline; its training lives in byol_core.simclr.
-from .simclr import simclr_stage_body
+from .simclr import pretrain_simclr
 
 SIMCLR = register(Stage(
     name="simclr", title="SimCLR pretraining (contrastive baseline, no labels)", method="SimCLR kNN",
-    body=simclr_stage_body, sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
+    body=pretraining_body(pretrain_simclr, lambda model: model.encoder), sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
     optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True,
     needs_labels=False, family="SimCLR",
 ))

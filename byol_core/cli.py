@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import runner
+from . import distributed, runner
 from .ablation import run_ablation
 from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
@@ -132,6 +132,7 @@ def make_parser() -> argparse.ArgumentParser:
 def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
     """Run ``work`` in a thread so Ctrl-C stops it cleanly (checkpoint saved, run marked 'stopped')."""
     stop = threading.Event()
+    done = threading.Event()  # waited on instead of Thread.join: a Ctrl-C during join can mark a live thread ended
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -139,35 +140,60 @@ def _in_worker(work: Callable[[threading.Event], Any]) -> Any:
             box["value"] = work(stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             box["error"] = exc
+        finally:
+            done.set()
 
+    distributed.stop_on_sigterm(stop)
     thread = threading.Thread(target=target, name="byol-cli-worker", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
-        print("\nstopping: saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
+        if distributed.current().is_main:
+            print("\nstopping: saving a checkpoint (Ctrl-C again to abort)...", file=sys.stderr)
         stop.set()
-        thread.join()
+        done.wait()
     if "error" in box:
         raise box["error"]
     return box.get("value")
 
 
 def _print_results(store: RunStore, run_id: str) -> None:
+    if not distributed.current().is_main:
+        return
     run = store.get(run_id)
     status = run.read_status()
     print(json.dumps({"run": run_id, "state": status.get("state"), "path": str(run.path),
                       **status.get("results", {})}, indent=2))
 
 
+# Commands that run under torchrun (one process per GPU); the others are refused there.
+DISTRIBUTED_COMMANDS = ("pretrain", "resume")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    world = distributed.world_from_env()
+    if world.active and args.command not in DISTRIBUTED_COMMANDS:
+        if world.is_main:
+            print(f"error: under torchrun only {' and '.join(DISTRIBUTED_COMMANDS)} run (BYOL pretraining with "
+                  f"DistributedDataParallel); run `{args.command}` with plain `python -m byol_core`.",
+                  file=sys.stderr)
+        return 2
+    try:
+        distributed.init()
+    except ValueError as exc:  # this rank cannot join (e.g. more processes than GPUs): it says why
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _dispatch(args)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if world.is_main:  # every rank meets the same error; one says it
+            print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -178,7 +204,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             note = f"  damaged: {summary.damaged}" if summary.damaged else ""
             print(f"{summary.id:<56} {summary.state:<12}{acc}{note}")
         return 0
-    bars = ProgressBars(enabled=not args.no_progress) if hasattr(args, "no_progress") else None
+    shows_progress = hasattr(args, "no_progress") and distributed.current().is_main
+    bars = ProgressBars(enabled=not args.no_progress) if shows_progress else None
     callbacks: list[Callback] = [bars] if bars else []
     if args.command == "resume":
         overrides = parse_set_args(args.set or [])

@@ -278,6 +278,8 @@ class RuntimeConfig(_Validated):
     log_every: int = _f(10, "Read metrics from the device every N steps.", min=1)
     checkpoint_every_epochs: int = _f(1, "Save a checkpoint every N epochs.", min=1)
     num_threads: int | None = _f(None, "CPU threads for torch (None: torch's default).", min=1)
+    sync_batchnorm_backbone: bool = _f(False, "Under torchrun on GPUs, BatchNorm in the backbone too uses the "
+                                              "statistics of the global batch (the heads always do); slower.")
 
 
 @dataclass(frozen=True)

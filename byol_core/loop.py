@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .config import OptimConfig
 from .schedules import learning_rate
 
@@ -45,7 +46,10 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class Plan:
-    """How long a stage trains on ``num_items`` items: batch size, epoch length and schedule lengths, in steps."""
+    """How long a stage trains on ``num_items`` items: batch size, epoch length and schedule lengths, in steps.
+
+    ``batch`` is the global batch: ``cfg.batch_size`` per rank times the number of ranks.
+    """
 
     num_items: int
     batch: int
@@ -54,10 +58,12 @@ class Plan:
     warmup_steps: int
 
     @classmethod
-    def for_data(cls, num_items: int, cfg: OptimConfig) -> Plan:
-        if num_items < 2:
-            raise TrainingError(f"only {num_items} training image(s); at least 2 are needed for a batch.")
-        batch = min(cfg.batch_size, num_items)
+    def for_data(cls, num_items: int, cfg: OptimConfig, world_size: int = 1) -> Plan:
+        if num_items < 2 * world_size:
+            raise TrainingError(f"only {num_items} training image(s); at least {2 * world_size} are needed for a "
+                                f"batch of at least 2 on each of {world_size} process(es).")
+        # Every rank gets the same share of a global batch (BatchNorm needs at least 2 per rank).
+        batch = min(cfg.batch_size * world_size, num_items) // world_size * world_size
         steps_per_epoch = max(num_items // batch, 1)
         total = max(math.ceil(cfg.epochs * steps_per_epoch), cfg.min_steps, 1)
         return cls(num_items, batch, steps_per_epoch, total, round(cfg.warmup_epochs * steps_per_epoch))
@@ -128,7 +134,9 @@ class _MetricWindow:
         return self.count >= self.log_every or (end_of_epoch and self.count > 0)
 
     def flush(self) -> dict[str, float]:
-        out = {key: (total / self.count).item() for key, total in self.sums.items()}
+        """The window's means (over all ranks when distributed) and the throughput since the last read."""
+        means = distributed.mean_across({key: total / self.count for key, total in self.sums.items()})
+        out = {key: mean.item() for key, mean in means.items()}
         out["img_per_s"] = self.speed.read()
         self.sums, self.count = {}, 0
         return out
@@ -198,13 +206,18 @@ def _restore_rng(state: dict[str, torch.Tensor]) -> None:
 def _checkpoint(stage: LoopHooks, step: int) -> dict[str, Any]:
     """Everything a resume needs to replay the same run from ``step``: weights, optimiser, RNG."""
     return {"model": stage.model.state_dict(), "optimizer": stage.optimizer.state_dict(), "step": step,
-            "total_steps": stage.plan.total_steps, "rng": _rng_state()}
+            "total_steps": stage.plan.total_steps, "rng": _rng_state(), **_world_fields()}
 
 
 def _restore(checkpoint: dict[str, Any] | None, stage: LoopHooks) -> int:
     """Load a checkpoint made by :func:`_checkpoint`; returns the step to continue from (0 without one)."""
     if checkpoint is None:
         return 0
+    trained_by, processes = int(checkpoint.get("processes", 1)), distributed.current().size
+    if trained_by != processes:  # another global batch would silently change every remaining step
+        how = "plain `python -m byol_core resume`" if trained_by == 1 else f"torchrun and {trained_by} processes"
+        raise TrainingError(f"this run was trained by {trained_by} process(es) and is resumed by {processes}; "
+                            f"resume it with {how}, which keeps the global batch its checkpoint was trained with.")
     stage.model.load_state_dict(checkpoint["model"])
     stage.optimizer.load_state_dict(checkpoint["optimizer"])
     _restore_rng(checkpoint["rng"])
@@ -217,6 +230,21 @@ def _check_finite(loss_value: float, step: int, hooks: LoopHooks) -> None:
         raise TrainingError(f"{hooks.loss_name} loss became {loss_value} at step {step}; resume the run with a "
                             f"lower learning rate (python -m byol_core resume <run id> --set "
                             f"{hooks.optim_section}.lr={lower}) or in full precision (--set runtime.precision=fp32).")
+
+
+def _world_fields() -> dict[str, int]:
+    """The start event's word on the processes training together (nothing for one process)."""
+    world = distributed.current()
+    return {"processes": world.size} if world.active else {}
+
+
+def _stop_agreed(stop_event: threading.Event | None, step: int, log_every: int) -> bool:
+    """Whether to stop before ``step``: at once for one process; with several, all ranks stop at the same
+    step, agreed every ``log_every`` steps (a collective each step would stall the GPUs)."""
+    asked = stop_event is not None and stop_event.is_set()
+    if not distributed.current().active:
+        return asked
+    return step % log_every == 0 and distributed.any_rank(asked)
 
 
 def run_loop(stage: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence[Callback] = (),
@@ -237,13 +265,13 @@ def run_loop(stage: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
     step = _restore(checkpoint, stage)
     emit({"kind": "start", "stage": stage.name, "step": step, "total_steps": plan.total_steps,
           "steps_per_epoch": plan.steps_per_epoch, "batch_size": plan.batch, "device": str(stage.device),
-          "num_images": plan.num_items})
+          "num_images": plan.num_items, **_world_fields()})
     model.train()
     window = _MetricWindow(log_every)
     sampler = EpochSampler(plan, seed, stage.data_device)
     stopped = False
     while step < plan.total_steps:
-        if stop_event is not None and stop_event.is_set():
+        if _stop_agreed(stop_event, step, log_every):
             stopped = True
             break
         idx = sampler.indices(step)

@@ -8,6 +8,7 @@ metric event in ``metrics.jsonl``, checkpoints, and the encoder exported when do
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -15,14 +16,22 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import distributed
+from .builtin_stages import BYOL
 from .config import ConfigError, with_overrides
 from .data import DataSplits
 from .device import resolve_device
 from .models import build_encoder
 from .plans import JobSpec, config_diff
 from .runs import Run, RunBusyError, RunStore
-from .stages import StageContext, get_stage, stage_of_record
+from .stages import Stage, StageContext, get_stage, stage_of_record
 from .training import Callback
+
+# Stages that train with DistributedDataParallel under torchrun; the others are refused there.
+DISTRIBUTED_STAGES = (BYOL.name,)
+ONLY_PRETRAINING_DISTRIBUTED = ("under torchrun only BYOL pretraining runs distributed (pretrain, or resume of a "
+                                "pretraining run); run supervised training, probes and evaluations with plain "
+                                "`python -m byol_core`.")
 
 # Fields of a metric event that status.json keeps as the run's latest progress.
 PROGRESS_FIELDS = ("step", "total_steps", "epoch", "loss", "img_per_s", "knn_accuracy", "test_accuracy")
@@ -80,21 +89,48 @@ def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, call
     """Carry out a run that has a folder, from its checkpoint when it has one.
 
     Everything needed is in the folder (config, stage, source run), so a job manager can hand
-    this to a thread or to a worker process (:mod:`byol_core.worker`) alike.
+    this to a thread or to a worker process (:mod:`byol_core.worker`) alike. Under torchrun every
+    rank calls this with the same run: rank 0 claims it and writes the folder, the others only train.
     """
     cfg, _kind, options = run.read_config()
+    stage = _stage_to_execute(run)
+    writes = distributed.current().is_main
+    with contextlib.ExitStack() as held:
+        # RunBusyError (on every rank), before anything is written, when another process trains it.
+        distributed.from_main(lambda: held.enter_context(run.claim()))
+        status = _StatusWriter(run)
+        ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
+                           callbacks=[status, *callbacks] if writes else [], stop_event=stop_event, splits=splits,
+                           writes=writes)
+        if not writes:
+            stage.body(_data_read_by_main_first(ctx))
+            return run
+        _rewind_metrics(run, ctx.callbacks)
+        _execute(run, lambda: stage.body(_data_read_by_main_first(ctx)), status)
+    return run
+
+
+def _stage_to_execute(run: Run) -> Stage:
+    """The run's stage; a ValueError when it cannot be carried out (here, or under torchrun)."""
     stage_name = stage_of_record(run.read_record())
     if stage_name is None:
         raise ValueError(f"run {run.id} is not of a stage that can be carried out (it may be an experiment's "
                          "summary run); start a new run instead.")
     stage = get_stage(stage_name)
-    with run.claim():  # RunBusyError, before anything is written, when another process trains it
-        status = _StatusWriter(run)
-        ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
-                           callbacks=[status, *callbacks], stop_event=stop_event, splits=splits)
-        _rewind_metrics(run, [status, *callbacks])
-        _execute(run, lambda: stage.body(ctx), status)
-    return run
+    if distributed.current().active and stage.name not in DISTRIBUTED_STAGES:
+        raise ValueError(ONLY_PRETRAINING_DISTRIBUTED)
+    return stage
+
+
+def _data_read_by_main_first(ctx: StageContext) -> StageContext:
+    """Under torchrun rank 0 reads (and, if need be, downloads) the data before the other ranks do."""
+    world = distributed.current()
+    if world.active:
+        if world.is_main:
+            ctx.data()
+        distributed.barrier()
+        ctx.data()
+    return ctx
 
 
 def _rewind_metrics(run: Run, callbacks: Sequence[Callback]) -> None:
@@ -119,8 +155,11 @@ def _rewind_metrics(run: Run, callbacks: Sequence[Callback]) -> None:
 
 
 def start(spec: JobSpec, store: RunStore, **kwargs: Any) -> Run:
-    """Create and carry out ``spec``'s run in this thread (``execute``'s keyword arguments apply)."""
-    return execute(store, create(store, spec), **kwargs)
+    """Create and carry out ``spec``'s run in this thread (``execute``'s keyword arguments apply).
+
+    Under torchrun rank 0 creates the one run folder and every rank trains that run.
+    """
+    return execute(store, store.get(distributed.from_main(lambda: create(store, spec).id)), **kwargs)
 
 
 def _execute(run: Run, body: Callable[[], dict[str, Any]], status: _StatusWriter) -> dict[str, Any]:
@@ -182,10 +221,15 @@ def resume(store: RunStore, run_id: str, *, callbacks: Sequence[Callback] = (),
     ``overrides``: fields that are safe to change mid-run (:data:`RESUME_SAFE_FIELDS`), e.g. a lower
     learning rate after the loss became NaN.
     """
-    run = resume_check(store, run_id)
-    if overrides:
-        with run.claim():  # nobody may start it while its config changes
-            change_for_resume(run, overrides)
+    def check_and_change() -> str:
+        run = resume_check(store, run_id)
+        if overrides:
+            with run.claim():  # nobody may start it while its config changes
+                change_for_resume(run, overrides)
+        return run.id
+
+    # Under torchrun rank 0 checks and changes the run; every rank then resumes it from the same checkpoint.
+    run = store.get(distributed.from_main(check_and_change))
     return execute(store, run, callbacks=callbacks, stop_event=stop_event)
 
 

@@ -13,7 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,12 +24,9 @@ from .data import DataSplits
 from .device import autocast
 from .loop import Callback, LoopHooks, Plan, TrainResult, run_loop
 from .losses import collapse_std, nt_xent_loss
-from .models import Encoder, build_backbone, encoder_state_dict, mlp
+from .models import Encoder, build_backbone, mlp
 from .optim import build_optimizer, descend
 from .training import images_on_device, knn_eval, prepare_runtime
-
-if TYPE_CHECKING:  # the stage body's context; stages imports the registry, which imports this module
-    from .stages import StageContext
 
 
 @dataclass
@@ -128,19 +125,4 @@ def pretrain_simclr(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seq
                     stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
 
 
-def simclr_stage_body(ctx: StageContext) -> dict[str, Any]:
-    """The ``simclr`` stage: train, export the encoder, and score it with kNN like BYOL's stage does."""
-    from .builtin_stages import loop_results  # imported here: builtin_stages imports this module
-
-    data = ctx.data()
-    result = pretrain_simclr(ctx.cfg, data, callbacks=ctx.callbacks, stop_event=ctx.stop_event,
-                             checkpoint=ctx.checkpoint(), save_checkpoint=ctx.run.save_checkpoint)
-    ctx.run.save_encoder(encoder_state_dict(result.model.encoder))
-    out = loop_results(result, ctx)
-    if not result.stopped and data.labelled_train.labels.numel():
-        device, _ = prepare_runtime(ctx.cfg)
-        out["knn_accuracy"] = knn_eval(result.model.encoder, data, ctx.cfg, device)
-    return out
-
-
-__all__ = ["SimCLR", "SimCLRHooks", "SimCLROutput", "pretrain_simclr", "simclr_stage_body", "simclr_step"]
+__all__ = ["SimCLR", "SimCLRHooks", "SimCLROutput", "pretrain_simclr", "simclr_step"]

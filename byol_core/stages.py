@@ -27,7 +27,12 @@ SOURCE_USES = ("none", "required", "optional")
 
 @dataclass
 class StageContext:
-    """What a stage's body gets: the run it fills, its config, data, source and stop signal."""
+    """What a stage's body gets: the run it fills, its config, data, source and stop signal.
+
+    ``writes`` is False on the ranks of a distributed run other than rank 0: they train alongside but
+    leave the run folder to rank 0, so a body writes through :meth:`save_checkpoint`, :meth:`save_encoder`
+    and :meth:`log`, never through ``run`` directly.
+    """
 
     cfg: ExperimentConfig
     run: Run
@@ -36,6 +41,7 @@ class StageContext:
     callbacks: Sequence[Callback] = ()
     stop_event: threading.Event | None = None
     splits: DataSplits | None = None
+    writes: bool = True
 
     def data(self) -> DataSplits:
         if self.splits is None:
@@ -45,13 +51,27 @@ class StageContext:
                           f"{'; '.join(self.splits.skipped_files[:3])}"
                           f"{' ...' if len(self.splits.skipped_files) > 3 else ''} "
                           f"(all listed in {self.run.skipped_files_path})")
-                self.run.skipped_files_path.write_text("\n".join(self.splits.skipped_files) + "\n")
+                if self.writes:
+                    self.run.skipped_files_path.write_text("\n".join(self.splits.skipped_files) + "\n")
         return self.splits
 
     def note(self, message: str) -> None:
         """Tell the person (CLI, metrics.jsonl, the dashboard's log) something they must know."""
         for callback in self.callbacks:
             callback({"kind": "note", "message": message})
+
+    @property
+    def save_checkpoint(self) -> Callable[[dict[str, Any]], None] | None:
+        """What a training loop saves its checkpoints with (None where this process does not write)."""
+        return self.run.save_checkpoint if self.writes else None
+
+    def save_encoder(self, state_dict: dict[str, Any]) -> None:
+        if self.writes:
+            self.run.save_encoder(state_dict)
+
+    def log(self, event: dict[str, Any]) -> None:
+        if self.writes:
+            self.run.log(event)
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The run's own checkpoint when it is being resumed, else None (a fresh start)."""

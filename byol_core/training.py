@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .augment import BYOLAugment, build_supervised_augment
 from .config import ExperimentConfig
 from .data import DataSplits
@@ -35,7 +36,7 @@ def prepare_runtime(cfg: ExperimentConfig) -> tuple[torch.device, bool]:
     """Device and bf16 flag for a config; sets torch's CPU threads if asked."""
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
-    device = resolve_device(cfg.runtime.device)
+    device = distributed.local_device(resolve_device(cfg.runtime.device))
     return device, use_bf16(cfg.runtime.precision, device)
 
 
@@ -70,13 +71,17 @@ def knn_eval(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig, device
 
 def byol_step(model: BYOL, augment: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, *,
               lr: float, tau: float, bf16: bool, channels_last: bool,
-              forward: Callable[..., Any] | None = None) -> Any:
+              forward: Callable[..., Any] | None = None, keep: slice | None = None) -> Any:
     """One BYOL update from a uint8 batch on the training device: augment, forward, backward, EMA.
 
-    Never reads a value back to the host, so consecutive steps queue on the GPU without stalls.
+    ``keep``: the rows this process trains on after augmenting the whole batch (a rank's shard), so
+    a sample's views do not depend on how many processes share the batch. Never reads a value back
+    to the host, so consecutive steps queue on the GPU without stalls.
     """
     with torch.no_grad():
         view_1, view_2 = augment(images)
+    if keep is not None:
+        view_1, view_2 = view_1[keep], view_2[keep]
     if channels_last:
         view_1 = view_1.contiguous(memory_format=torch.channels_last)
         view_2 = view_2.contiguous(memory_format=torch.channels_last)
@@ -97,13 +102,19 @@ class _BYOLHooks(LoopHooks):
     def __init__(self, cfg: ExperimentConfig, splits: DataSplits, device: torch.device, bf16: bool) -> None:
         self.cfg, self.splits, self.bf16 = cfg, splits, bf16
         self.images = images_on_device(splits.pretrain_images(), device)
-        plan = Plan.for_data(len(self.images), cfg.byol.optim)
+        world = distributed.current()
+        plan = Plan.for_data(len(self.images), cfg.byol.optim, world.size)
+        self.keep = distributed.shard(plan.batch, world)
         model = BYOL.from_config(cfg.model, cfg.augment.image_size).to(device)
+        self.synced_batchnorm = distributed.sync_batchnorm(model, device, cfg.runtime.sync_batchnorm_backbone)
         if cfg.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.augment = BYOLAugment(cfg.augment, splits.mean, splits.std).to(device)
         optimizer = build_optimizer(model.online_parameters(), cfg.byol.optim, device)
-        self.forward = torch.compile(model) if cfg.runtime.compile else model
+        # DDP averages the online gradients over the ranks, so every rank takes the same step and then
+        # the same EMA update of its target; the checkpoint holds the unwrapped model.
+        parallel = distributed.data_parallel(model, device)
+        self.forward = torch.compile(parallel) if cfg.runtime.compile else parallel
         super().__init__(model, optimizer, plan, cfg.byol.optim, device, self.images.device)
         self.tau, self.collapse_reference = cfg.byol.tau_base, 0.0
 
@@ -112,7 +123,7 @@ class _BYOLHooks(LoopHooks):
         self.tau = cosine_tau(step, self.plan.total_steps, self.cfg.byol.tau_base)
         out = byol_step(self.model, self.augment, self.optimizer, self.images[idx].to(self.device, non_blocking=True),
                         lr=self.lr, tau=self.tau, bf16=self.bf16, channels_last=self.cfg.runtime.channels_last,
-                        forward=self.forward)
+                        forward=self.forward, keep=self.keep)
         self.collapse_reference = 1.0 / math.sqrt(out.projections.shape[1])
         return {"loss": out.loss, "collapse_std": collapse_std(out.projections)}
 
@@ -231,6 +242,10 @@ def pretrain_byol(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Seque
     device, bf16 = prepare_runtime(cfg)
     torch.manual_seed(cfg.seed)
     stage = _BYOLHooks(cfg, splits, device, bf16)
+    if distributed.current().active and not stage.synced_batchnorm:
+        for callback in callbacks:
+            callback({"kind": "note", "message": "BatchNorm normalises over each process's own shard: torch's "
+                                                 "SyncBatchNorm runs on GPUs only"})
     return run_loop(stage, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
                     stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
 
@@ -246,6 +261,9 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     weights) or ``linear`` (frozen encoder from ``encoder_state`` or random, train a linear head
     on precomputed features; seconds long, so it neither resumes nor checkpoints).
     """
+    if distributed.current().active:
+        raise TrainingError("supervised training does not run under torchrun; start it with plain "
+                            "`python -m byol_core`.")
     if mode not in ("scratch", "finetune", "linear"):
         raise ValueError(f"mode = {mode!r}; use 'scratch', 'finetune' or 'linear'.")
     if mode == "finetune" and encoder_state is None:
