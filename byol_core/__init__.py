@@ -3,7 +3,15 @@
 Never imports streamlit: the dashboard is a thin view over this package.
 """
 
-from .config import (
+import os
+
+# OpenMP threads that spin while they wait collapse when another process shares the cores (a
+# browser, a second job): measured 0.6x with a busy core beside a job, against 1.2x with passive
+# waiting (benchmarks/thread_policy.py). Set before torch loads its OpenMP runtime; a value the
+# user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import (  # after the OpenMP policy above
     AugmentConfig,
     BYOLConfig,
     ConfigError,

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .errors import save_predictions
 from .models import build_encoder, encoder_state_dict
 from .stages import Stage, StageContext, register
 from .training import TrainResult, knn_eval, prepare_runtime, pretrain_byol, train_supervised
@@ -52,6 +53,9 @@ def _supervised(mode: str, checkpoints: bool = True):
                                   callbacks=ctx.callbacks, stop_event=ctx.stop_event, checkpoint=checkpoint,
                                   save_checkpoint=ctx.save_checkpoint if checkpoints else None)
         ctx.save_encoder(encoder_state_dict(result.model.encoder))
+        if result.test_predictions is not None:  # for the error analysis (confusion matrix, misclassified)
+            save_predictions(ctx.run.path / "predictions.npz", result.test_predictions, ctx.data().test.labels,
+                             ctx.data().classes)
         return {**loop_results(result, ctx), "test_accuracy": result.test_accuracy, "mode": mode,
                 "from_run": ctx.source_run}
 

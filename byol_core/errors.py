@@ -16,7 +16,6 @@ from .data import load_data
 from .evaluation import embed, knn_predict
 from .models import build_encoder
 from .runs import RunStore
-from .summary import summarize
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,8 @@ class Predictions:
 
 def knn_predictions(store: RunStore, run_id: str) -> Predictions:
     """Weighted-kNN predictions of the run's encoder on its test set (the labelled training images vote)."""
+    from .summary import summarize  # the stage registry (which summary reads) saves predictions through us
+
     summary = summarize(store.get(run_id))
     if summary.config is None or not summary.usable_encoder:
         raise ValueError(f"run {run_id} has no finished encoder to score ({summary.damaged or summary.state}).")

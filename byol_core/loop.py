@@ -38,6 +38,7 @@ class TrainResult:
     total_steps: int
     stopped: bool
     test_accuracy: float | None = None
+    test_predictions: torch.Tensor | None = None  # the final model's class for each test image
 
     @property
     def finished(self) -> bool:

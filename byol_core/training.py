@@ -19,7 +19,7 @@ from torch import nn
 from . import distributed
 from .augment import BYOLAugment, build_supervised_augment
 from .config import ExperimentConfig
-from .data import DataSplits
+from .data import DataSplits, ImageSet
 from .device import autocast, resolve_device, use_bf16
 from .evaluation import embed, knn_accuracy, predict_accuracy
 from .lars import LARS
@@ -58,13 +58,15 @@ def images_on_device(images: torch.Tensor, device: torch.device, max_share: floa
     return images.pin_memory()
 
 
-def knn_eval(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig, device: torch.device) -> float:
-    """Weighted-kNN test accuracy of an encoder, using the labelled training images as the memory bank."""
-    train = splits.labelled_train
+def knn_eval(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig, device: torch.device,
+             queries: ImageSet | None = None) -> float:
+    """Weighted-kNN accuracy of an encoder on ``queries`` (default: the test set), with the labelled
+    training images as the memory bank."""
+    train, queries = splits.labelled_train, splits.test if queries is None else queries
     size = cfg.augment.image_size
     train_feats = embed(encoder, train.images, size, splits.mean, splits.std, cfg.eval.batch_size, device)
-    test_feats = embed(encoder, splits.test.images, size, splits.mean, splits.std, cfg.eval.batch_size, device)
-    return knn_accuracy(train_feats, train.labels, test_feats, splits.test.labels,
+    query_feats = embed(encoder, queries.images, size, splits.mean, splits.std, cfg.eval.batch_size, device)
+    return knn_accuracy(train_feats, train.labels, query_feats, queries.labels,
                         k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
                         num_classes=splits.num_classes)
 
@@ -131,12 +133,14 @@ class _BYOLHooks(LoopHooks):
         return {"lr": self.lr, "tau": self.tau, **metrics, "collapse_reference": self.collapse_reference}
 
     def evaluation_due(self, step: int, epoch: int) -> bool:
+        # The curve shown while training scores the validation split: the test set is for the final number.
         every = self.cfg.byol.knn_every_epochs
         return bool(every and (epoch % every == 0 or step == self.plan.total_steps)
-                    and self.splits.labelled_train.labels.numel())
+                    and self.splits.labelled_train.labels.numel() and len(self.splits.val))
 
     def evaluate(self) -> dict[str, Any]:
-        return {"knn_accuracy": knn_eval(self.model.online_encoder, self.splits, self.cfg, self.device)}
+        return {"val_knn_accuracy": knn_eval(self.model.online_encoder, self.splits, self.cfg, self.device,
+                                             queries=self.splits.val)}
 
     def checkpoint_due(self, step: int, epoch: int) -> bool:
         return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
@@ -173,16 +177,17 @@ class _SupervisedHooks(LoopHooks):
         descend(self.optimizer, loss, self.lr)
         return {"loss": loss}
 
-    def evaluation_due(self, step: int, epoch: int) -> bool:
+    def checkpoint_due(self, step: int, epoch: int) -> bool:
         return epoch % self.eval_every == 0 or step == self.plan.total_steps
 
-    def evaluate(self) -> dict[str, Any]:
-        test, cfg = self.splits.test, self.cfg
-        self.test_accuracy = predict_accuracy(self.model, test.images, test.labels, cfg.augment.image_size,
-                                              self.splits.mean, self.splits.std, cfg.eval.batch_size, self.device)
-        return {"test_accuracy": self.test_accuracy}
+    def evaluation_due(self, step: int, epoch: int) -> bool:
+        return self.checkpoint_due(step, epoch) and len(self.splits.val) > 0
 
-    checkpoint_due = evaluation_due
+    def evaluate(self) -> dict[str, Any]:
+        """Accuracy on the validation split: what the curve shows while training (test is scored once, at the end)."""
+        val, cfg = self.splits.val, self.cfg
+        return {"val_accuracy": predict_accuracy(self.model, val.images, val.labels, cfg.augment.image_size,
+                                                 self.splits.mean, self.splits.std, cfg.eval.batch_size, self.device)}
 
 
 class _LinearProbeHooks(LoopHooks):
@@ -196,12 +201,12 @@ class _LinearProbeHooks(LoopHooks):
         classifier.eval()
         train = splits.labelled_train
         x_train = embed(classifier.encoder, train.images, size, splits.mean, splits.std, bs, device).to(device)
-        x_test = embed(classifier.encoder, splits.test.images, size, splits.mean, splits.std, bs, device).to(device)
+        x_val = embed(classifier.encoder, splits.val.images, size, splits.mean, splits.std, bs, device).to(device)
         # Standardise with training statistics: makes one learning rate work across backbones.
         self.mu = x_train.mean(0, keepdim=True)
         self.sigma = x_train.std(0, keepdim=True).clamp_min(1e-6)
-        self.x_train, self.x_test = (x_train - self.mu) / self.sigma, (x_test - self.mu) / self.sigma
-        self.y_train, self.y_test = train.labels.to(device), splits.test.labels.to(device)
+        self.x_train, self.x_val = (x_train - self.mu) / self.sigma, (x_val - self.mu) / self.sigma
+        self.y_train, self.y_val = train.labels.to(device), splits.val.labels.to(device)
         self.classifier = classifier
         head = nn.Linear(x_train.shape[1], splits.num_classes).to(device)
         optim_cfg = cfg.supervised.linear_optim
@@ -215,12 +220,14 @@ class _LinearProbeHooks(LoopHooks):
         return {}
 
     def evaluation_due(self, step: int, epoch: int) -> bool:
-        return True
+        return True  # the loss is reported once per epoch; the validation score when there is a split
 
     def evaluate(self) -> dict[str, Any]:
-        with torch.no_grad():
-            self.test_accuracy = (self.model(self.x_test).argmax(1) == self.y_test).float().mean().item()
-        return {"loss": self.loss.item(), "test_accuracy": self.test_accuracy}
+        event: dict[str, Any] = {"loss": self.loss.item()}
+        if len(self.y_val):
+            with torch.no_grad():
+                event["val_accuracy"] = (self.model(self.x_val).argmax(1) == self.y_val).float().mean().item()
+        return event
 
     def result_model(self) -> nn.Module:
         """The classifier, its head taking the trained layer with the standardisation folded in (raw features)."""
@@ -255,7 +262,8 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
                      callbacks: Sequence[Callback] = (), stop_event: threading.Event | None = None,
                      checkpoint: dict[str, Any] | None = None,
                      save_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Supervised training on the labelled training images, evaluated on the test set each epoch.
+    """Supervised training on the labelled training images, scored on the validation split while it
+    trains and on the test set once at the end.
 
     ``mode``: ``scratch`` (random init), ``finetune`` (start from ``encoder_state``, train all
     weights) or ``linear`` (frozen encoder from ``encoder_state`` or random, train a linear head
@@ -285,8 +293,15 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         stage: LoopHooks = _LinearProbeHooks(cfg, splits, model, device)
     else:
         stage = _SupervisedHooks(cfg, splits, mode, model, device, bf16)
-    return run_loop(stage, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
-                    stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
+    result = run_loop(stage, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
+                      stop_event=stop_event, checkpoint=checkpoint, save_checkpoint=save_checkpoint)
+    # The test set is scored once, by the final model: nothing during training looked at it.
+    test = splits.test
+    logits = embed(result.model, test.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size,
+                   device)
+    result.test_predictions = logits.argmax(1)
+    result.test_accuracy = (result.test_predictions == test.labels).float().mean().item()
+    return result
 
 
 __all__ = ["LARS", "MAX_EVALS", "Callback", "TrainResult", "TrainingError", "build_optimizer", "byol_step",

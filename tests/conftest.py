@@ -1,6 +1,9 @@
 import os
 
 import pytest
+
+# Passive OpenMP waiting before torch loads: the suite must pass while another process keeps the cores busy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
 # The suite runs on 2 cores; BYOL_TEST_THREADS=1 keeps it from oversubscribing when something else runs.
