@@ -79,7 +79,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
 BYOL = register(Stage(
     name="byol", title="BYOL pretraining (self-supervised, no labels)", method="BYOL kNN", body=_byol,
     sections=("data", "augment", "model", "byol", "eval", "runtime"), optim_section="byol.optim",
-    metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True, needs_labels=False, family="BYOL",
+    metric="knn_accuracy", metric_name="kNN accuracy", curve_metric="val_knn_accuracy", pretraining=True, needs_labels=False, family="BYOL",
 ))
 SCRATCH = register(Stage(
     name="scratch", title="Supervised from scratch (baseline)", method="supervised from scratch",
@@ -112,6 +112,6 @@ from .simclr import pretrain_simclr
 SIMCLR = register(Stage(
     name="simclr", title="SimCLR pretraining (contrastive baseline, no labels)", method="SimCLR kNN",
     body=pretraining_body(pretrain_simclr, lambda model: model.encoder), sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
-    optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", pretraining=True,
+    optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", curve_metric="val_knn_accuracy", pretraining=True,
     needs_labels=False, family="SimCLR",
 ))

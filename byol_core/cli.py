@@ -53,7 +53,7 @@ class ProgressBars:
                             unit="step", dynamic_ncols=True)
         elif self.bar is not None and kind in ("step", "epoch"):
             self.bar.update(event["step"] - self.bar.n)
-            post = {k: f"{event[k]:.4g}" for k in ("loss", "tau", "img_per_s", "knn_accuracy", "test_accuracy")
+            post = {k: f"{event[k]:.4g}" for k in ("loss", "tau", "img_per_s", "val_knn_accuracy", "val_accuracy")
                     if k in event}
             if post:
                 self.bar.set_postfix(post, refresh=False)

@@ -236,7 +236,7 @@ class BYOLConfig(_Validated):
         default_factory=lambda: OptimConfig(lr=1e-4, epochs=50),
         metadata={"help": "BYOL pretraining optimisation."},
     )
-    knn_every_epochs: int = _f(0, "Run a kNN check on the test set every N epochs (0: never).", min=0)
+    knn_every_epochs: int = _f(0, "Run a kNN check on the validation split every N epochs (0: never).", min=0)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ ONLY_PRETRAINING_DISTRIBUTED = ("under torchrun only BYOL pretraining runs distr
                                 "`python -m byol_core`.")
 
 # Fields of a metric event that status.json keeps as the run's latest progress.
-PROGRESS_FIELDS = ("step", "total_steps", "epoch", "loss", "img_per_s", "knn_accuracy", "test_accuracy")
+PROGRESS_FIELDS = ("step", "total_steps", "epoch", "loss", "img_per_s", "val_knn_accuracy", "val_accuracy")
 
 
 class _StatusWriter:

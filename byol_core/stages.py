@@ -99,6 +99,7 @@ class Stage:
     source_method: str | None = None  # method name when a source run is given (source="optional")
     metric: str = "test_accuracy"    # key of the headline number in the run's results
     metric_name: str = "test accuracy"
+    curve_metric: str = "val_accuracy"  # the per-epoch score while training, on the validation split
     pretraining: bool = False        # learns without labels; its encoder is a source for other stages
     resumable: bool = True           # continues from a checkpoint after a stop
     needs_labels: bool = True        # trains or scores with class labels

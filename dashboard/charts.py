@@ -78,10 +78,11 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     elif speed[0]:
         panels.append(("Images per second", "step", [go.Scatter(x=speed[0], y=speed[1], mode="lines", name="img/s",
                                                                 line={"color": PALETTE[2]})]))
-    acc = _series(events, "epoch", "epoch", stage.metric)
-    if acc[0] or not pretraining:
-        panels.append((f"{stage.metric_name[0].upper()}{stage.metric_name[1:]} per epoch", "epoch",
-                       [go.Scatter(x=acc[0], y=acc[1], mode="lines+markers", name=stage.metric_name,
+    acc = _series(events, "epoch", "epoch", stage.curve_metric)
+    if acc[0]:  # scored on the validation split while training; the test set is scored once, at the end
+        name = f"{stage.metric_name.replace('test ', '')} on validation"
+        panels.append((f"{name[0].upper()}{name[1:]} per epoch", "epoch",
+                       [go.Scatter(x=acc[0], y=acc[1], mode="lines+markers", name=name,
                                    line={"color": PALETTE[3]})]))
     rows = (len(panels) + 1) // 2
     secondary = [[{"secondary_y": any(t.meta == RIGHT_AXIS for t in panels[i][2])} if i < len(panels) else {}

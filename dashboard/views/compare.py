@@ -120,19 +120,27 @@ st.download_button("Download CSV", tables.rows_to_csv(shown), file_name=f"byol-c
                    mime="text/csv", icon=":material/download:", key="compare.csv")
 
 st.subheader("Accuracy per epoch")
-st.caption("Test accuracy after each epoch for supervised runs; kNN accuracy during BYOL pretraining "
-           "(when its kNN check was on).")
+st.caption("Accuracy on the validation split after each epoch (kNN during pretraining, when its check was on): "
+           "what training may look at. The bars above are the test set, scored once at the end.")
 by_id = {s.id: s for s in summaries}
-curves = []
+# Pretraining epochs (over every image) and supervised epochs (over the few labels) are not one axis.
+groups: dict[bool, list] = {True: [], False: []}
 for r in shown:
     summary = by_id[r["run_id"]]
-    xs, ys = tables.accuracy_curve(job_cards.events_of(store.get(summary.id)), summary.stage_info.metric)
+    xs, ys = tables.accuracy_curve(job_cards.events_of(store.get(summary.id)), summary.stage_info.curve_metric)
     if xs:
-        curves.append((r["label"], r["method"], xs, ys))
-if curves:
-    st.plotly_chart(charts.accuracy_curves(curves), key="compare.curves", config={"displayModeBar": False})
-else:
-    st.caption("No per-epoch accuracies logged yet.")
+        groups[summary.stage_info.pretraining].append((r["label"], r["method"], xs, ys))
+columns = st.columns(2)
+for column, (pretraining, title) in zip(columns, ((True, "Pretraining (kNN on validation)"),
+                                                  (False, "Supervised and probes (validation accuracy)")),
+                                        strict=True):
+    with column:
+        st.markdown(f"**{title}**")
+        if groups[pretraining]:
+            st.plotly_chart(charts.accuracy_curves(groups[pretraining]), key=f"compare.curves.{pretraining}",
+                            config={"displayModeBar": False})
+        else:
+            st.caption("No per-epoch accuracies logged yet.")
 
 # --------------------------------------------------------------------------- sweeps and ablations
 studies = [s for s in summaries if s.kind in ("sweep", "ablation") and s.results.get("rows")]

@@ -131,7 +131,7 @@ with st.container(border=True):
         if stage.pretraining:
             overrides["byol.knn_every_epochs"] = c3.number_input(
                 "kNN check every N epochs", min_value=0, step=1, value=int(base.byol.knn_every_epochs),
-                key=f"train.knn.{scope}", help="Scores the encoder on the test set during training (0: only at the end).")
+                key=f"train.knn.{scope}", help="Scores the encoder on the validation split during training (0: never; the test set is scored at the end).")
         overrides["seed"] = c3.number_input("Seed", min_value=0, step=1, value=int(base.seed), key=f"train.seed.{scope}")
 
     spec = None
