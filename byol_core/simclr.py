@@ -22,11 +22,11 @@ from .augment import BYOLAugment
 from .config import ExperimentConfig
 from .data import DataSplits
 from .device import autocast
-from .loop import Callback, LoopHooks, Plan, TrainResult, run_loop
+from .loop import Callback, Plan, TrainResult, run_loop
 from .losses import collapse_std, nt_xent_loss
 from .models import Encoder, build_backbone, mlp
 from .optim import build_optimizer, descend
-from .training import images_on_device, knn_eval, prepare_runtime
+from .training import PretrainingHooks, images_on_device, prepare_runtime
 
 
 @dataclass
@@ -73,7 +73,7 @@ def simclr_step(model: SimCLR, augment: nn.Module, optimizer: torch.optim.Optimi
     return out
 
 
-class SimCLRHooks(LoopHooks):
+class SimCLRHooks(PretrainingHooks):
     """SimCLR on ``splits.pretrain_images()`` with ``byol.optim``; labels are looked at only by the kNN check."""
 
     name, loss_name = "simclr", "SimCLR"
@@ -102,16 +102,8 @@ class SimCLRHooks(LoopHooks):
     def step_fields(self, metrics: dict[str, float]) -> dict[str, Any]:
         return {"lr": self.lr, **metrics, "collapse_reference": self.collapse_reference}
 
-    def evaluation_due(self, step: int, epoch: int) -> bool:
-        every = self.cfg.byol.knn_every_epochs
-        return bool(every and (epoch % every == 0 or step == self.plan.total_steps)
-                    and self.splits.labelled_train.labels.numel())
-
-    def evaluate(self) -> dict[str, Any]:
-        return {"knn_accuracy": knn_eval(self.model.encoder, self.splits, self.cfg, self.device)}
-
-    def checkpoint_due(self, step: int, epoch: int) -> bool:
-        return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
+    def encoder(self) -> nn.Module:
+        return self.model.encoder
 
 
 def pretrain_simclr(cfg: ExperimentConfig, splits: DataSplits, *, callbacks: Sequence[Callback] = (),

@@ -96,7 +96,33 @@ def byol_step(model: BYOL, augment: nn.Module, optimizer: torch.optim.Optimizer,
 
 
 
-class _BYOLHooks(LoopHooks):
+class PretrainingHooks(LoopHooks):
+    """What every self-supervised method shares: a kNN check on the validation split and epoch checkpoints.
+
+    Subclasses set ``cfg`` and ``splits`` and say which module is the encoder.
+    """
+
+    cfg: ExperimentConfig
+    splits: DataSplits
+
+    def encoder(self) -> nn.Module:
+        raise NotImplementedError
+
+    def evaluation_due(self, step: int, epoch: int) -> bool:
+        # The curve shown while training scores the validation split: the test set is for the final number.
+        every = self.cfg.byol.knn_every_epochs
+        return bool(every and (epoch % every == 0 or step == self.plan.total_steps)
+                    and self.splits.labelled_train.labels.numel() and len(self.splits.val))
+
+    def evaluate(self) -> dict[str, Any]:
+        return {"val_knn_accuracy": knn_eval(self.encoder(), self.splits, self.cfg, self.device,
+                                             queries=self.splits.val)}
+
+    def checkpoint_due(self, step: int, epoch: int) -> bool:
+        return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
+
+
+class _BYOLHooks(PretrainingHooks):
     """BYOL on ``splits.pretrain_images()``; labels are looked at only by the kNN check."""
 
     name, loss_name = "byol", "BYOL"
@@ -132,19 +158,8 @@ class _BYOLHooks(LoopHooks):
     def step_fields(self, metrics: dict[str, float]) -> dict[str, Any]:
         return {"lr": self.lr, "tau": self.tau, **metrics, "collapse_reference": self.collapse_reference}
 
-    def evaluation_due(self, step: int, epoch: int) -> bool:
-        # The curve shown while training scores the validation split: the test set is for the final number.
-        every = self.cfg.byol.knn_every_epochs
-        return bool(every and (epoch % every == 0 or step == self.plan.total_steps)
-                    and self.splits.labelled_train.labels.numel() and len(self.splits.val))
-
-    def evaluate(self) -> dict[str, Any]:
-        return {"val_knn_accuracy": knn_eval(self.model.online_encoder, self.splits, self.cfg, self.device,
-                                             queries=self.splits.val)}
-
-    def checkpoint_due(self, step: int, epoch: int) -> bool:
-        return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
-
+    def encoder(self) -> nn.Module:
+        return self.model.online_encoder
 
 class _SupervisedHooks(LoopHooks):
     """A classifier trained end to end on the labelled training images, with a light augmentation."""
