@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from byol_core import runner
+from byol_core.builtin_stages import BYOL
 from byol_core.config import with_overrides
 from byol_core.plans import plan
 from byol_core.presets import get_preset
@@ -40,7 +41,7 @@ def _job_speed(store: RunStore, preset: str, steps: int, threads: int, wait_poli
     base = get_preset(preset)
     cfg = with_overrides(base, {"byol.optim.min_steps": steps, "byol.optim.epochs": 0.01, "byol.knn_every_epochs": 0,
                                 "runtime.log_every": 5})
-    run = runner.create(store, plan("byol", cfg))
+    run = runner.create(store, plan(BYOL.name, cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("OMP_WAIT_POLICY", None)
     if wait_policy:

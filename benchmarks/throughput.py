@@ -3,9 +3,9 @@
     python benchmarks/throughput.py --backbone resnet18 --size 32 --batch 64 --device cpu
 
 Rows (input images per second; a BYOL step takes B images and makes 2B views):
-  byol            our full step: per-sample augmentation of uint8 images, online forward of both views,
+  ours            our full step: per-sample augmentation of uint8 images, online forward of both views,
                   target forward, backward, optimiser step, EMA update
-  byol-no-aug     the same step on pre-made views (the model's share of the cost)
+  ours-no-aug     the same step on pre-made views (the model's share of the cost)
   reference       a plain forward+backward+Adam step of the bare backbone at batch 2B, counted as B
                   input images per step: what one BYOL step's online network costs at minimum
   lucidrains      byol-pytorch's BYOL (batch-shared augmentation), when that package is installed
@@ -82,7 +82,7 @@ def make_candidates(args: argparse.Namespace, device: torch.device) -> dict[str,
         loss.backward()
         ref_opt.step()
 
-    candidates = {"byol": ours, "byol-no-aug": _no_aug_step, "reference": reference}
+    candidates = {"ours": ours, "ours-no-aug": _no_aug_step, "reference": reference}
     try:
         from byol_pytorch import BYOL as LucidBYOL  # optional: only for the comparison row
     except ImportError:
@@ -153,11 +153,11 @@ def main() -> None:
         rows.append({"candidate": name, "ms_per_step": 1000 * s, "img_per_s": rate, "ratio_to_reference": ratio})
         print(f"{name:<12} {1000 * s:9.1f} {rate:9.0f} {ratio:12.2f}x")
     if "lucidrains" in step_s:
-        print(f"byol / lucidrains: {step_s['lucidrains'] / step_s['byol']:.2f}x")
+        print(f"ours / lucidrains: {step_s['lucidrains'] / step_s['ours']:.2f}x")
     # The seed experiment (STL10): BYOL 50 epochs on 105k train+unlabeled images, then 25 epochs of
     # fine-tuning on 5k labelled ones; a supervised step costs about the reference's forward+backward
     # per image, and the reference row counts B input images per 2B processed.
-    byol_s = 50 * 105_000 * step_s["byol"] / args.batch
+    byol_s = 50 * 105_000 * step_s["ours"] / args.batch
     finetune_s = 25 * 5_000 * step_s["reference"] / (2 * args.batch)
     estimate = {"byol_minutes": byol_s / 60, "finetune_minutes": finetune_s / 60,
                 "total_minutes": (byol_s + finetune_s) / 60}

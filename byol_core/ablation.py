@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import runner
-from .builtin_stages import BYOL, LINEAR, SIMCLR
+from .builtin_stages import BYOL, KNN, LINEAR, SIMCLR
 from .config import ExperimentConfig
 from .data import DataSplits, load_data
 from .plans import plan
 from .runs import Run, RunStore
+from .stages import get_stage
 from .stats import Difference, Summary, compare, format_ci, format_difference, summarize
 from .training import Callback
 
@@ -33,7 +34,8 @@ METHODS = (BYOL.name, SIMCLR.name)
 FULL, NO_COLOUR = "full", "no-colour"
 AUGMENTATIONS = (FULL, NO_COLOUR)
 # Evaluation -> the results key that holds it: kNN in the pretraining run's results, the probe's in its own.
-EVALUATIONS = {"knn": "knn_accuracy", "linear": "test_accuracy"}
+# How each encoder is scored: the kNN of its own run, and a linear probe from it (named by their stages).
+EVALUATIONS = (KNN.name, LINEAR.name)
 
 CallbackFactory = Callable[[str], Sequence[Callback]]
 
@@ -151,14 +153,15 @@ class _Trainer:
         """Evaluation name -> (accuracy, run id); empty when stopped before it was scored."""
         overrides = {"seed": seed, **augmentation_overrides(augmentation)}
         pre = self._start(method, self.cfg, overrides=overrides, name=f"{augmentation}-s{seed}-{self.cfg.name}")
-        knn = runner.run_results(pre).get(EVALUATIONS["knn"])
+        knn = get_stage(method).headline(runner.run_results(pre))
         if self.stopped() or knn is None:
             return {}
+        scores = {KNN.name: (knn, pre.id)}
         probe = self._start(LINEAR.name, pre.read_config()[0], source_run=pre.id)
-        linear = runner.run_results(probe).get(EVALUATIONS["linear"])
-        if self.stopped() or linear is None:
-            return {"knn": (float(knn), pre.id)}
-        return {"knn": (float(knn), pre.id), "linear": (float(linear), probe.id)}
+        linear = LINEAR.headline(runner.run_results(probe))
+        if not self.stopped() and linear is not None:
+            scores[LINEAR.name] = (linear, probe.id)
+        return scores
 
 
 def run_ablation(cfg: ExperimentConfig, store: RunStore, *, seeds: int = 3,

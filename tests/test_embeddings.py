@@ -176,7 +176,7 @@ def test_unknown_runs_and_runs_without_an_encoder_are_explained(byol_run):
     with pytest.raises(FileNotFoundError, match="no encoder yet.*finish"):
         compute_embeddings(store, queued.id)
     evaluation = store.create("evaluate", get_preset("tiny"), {"from_run": run.id})
-    with pytest.raises(ValueError, match="'evaluate' run.*byol, supervised or linear"):
+    with pytest.raises(ValueError, match="'evaluate' run.*pretraining or supervised run"):
         encoder_from_source(store, evaluation.id)
     # A run of any kind can still serve as the reference of a random init.
     _, cfg = encoder_from_source(store, RANDOM_INIT, reference_run=evaluation.id)

@@ -163,8 +163,8 @@ else:
                    f"over seeds {study.results.get('seeds')}. A band that overlaps another is a difference "
                    "these seeds cannot tell from noise.")
     else:
-        for evaluation in dict.fromkeys(r.get("evaluation", "linear") for r in rows):
-            part = [r for r in rows if r.get("evaluation", "linear") == evaluation]
+        for evaluation in dict.fromkeys(r.get("evaluation") for r in rows):
+            part = [r for r in rows if r.get("evaluation") == evaluation]
             st.markdown(f"**{evaluation}**")
             st.plotly_chart(charts.ablation_bars(part), key=f"compare.ablation.{evaluation}",
                             config={"displayModeBar": False})
