@@ -126,6 +126,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     p = sub.add_parser("config", help="print the resolved config as JSON")
     _add_config_args(p)
+    p = sub.add_parser("export", help="write a run's encoder with its architecture and preprocessing to one file")
+    p.add_argument("run_id")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--out", help="the file to write (default: encoder-<run id>.pt here)")
     return parser
 
 
@@ -203,6 +207,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             acc = "" if summary.metric is None else f"  {summary.metric_name}={100 * summary.metric:.2f}%"
             note = f"  damaged: {summary.damaged}" if summary.damaged else ""
             print(f"{summary.id:<56} {summary.state:<12}{acc}{note}")
+        return 0
+    if args.command == "export":
+        from .export import encoder_bundle, loading_snippet, write_bundle
+
+        path = write_bundle(store, args.run_id, args.out)
+        print(f"wrote {path}\n\n# load it with:\n{loading_snippet(encoder_bundle(store, args.run_id), path.name)}")
         return 0
     shows_progress = hasattr(args, "no_progress") and distributed.current().is_main
     bars = ProgressBars(enabled=not args.no_progress) if shows_progress else None

@@ -45,3 +45,16 @@ def test_only_finished_encoders_are_exported_with_a_reason(store):
     run.status_path.write_text("[]")
     with pytest.raises(ValueError, match="cannot be exported: status.json holds list"):
         bundle_bytes(encoder_bundle(store, run.id))
+
+
+def test_the_cli_export_writes_the_same_file_as_the_dashboard(store, tmp_path, capsys):
+    from byol_core.cli import main
+
+    run, _, _ = _finished_run_with_encoder(store, {})
+    out = tmp_path / "mine.pt"
+    assert main(["export", run.id, "--runs-dir", str(store.root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "weights_only=True" in printed
+    assert out.read_bytes() == bundle_bytes(encoder_bundle(store, run.id))
+    assert main(["export", "no-such-run", "--runs-dir", str(store.root)]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
