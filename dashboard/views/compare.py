@@ -82,14 +82,20 @@ by_method: dict[str, dict[int, float]] = {}
 for r in shown:  # newest first: a repeated seed counts once, with its latest run
     by_method.setdefault(r["method"], {}).setdefault(r["seed"], r["accuracy"])
 summaries_by_method = {m: stats.summarize(list(v.values())) for m, v in by_method.items()}
+
+
+def _headline(summary: stats.Summary) -> dict[str, str]:
+    """A metric card's value (mean ± half-width, short enough for the card) and its full reading as help."""
+    value = f"{100 * summary.mean:.1f}%" + (f" ± {100 * summary.half_width:.1f}" if summary.half_width else "")
+    return {"value": value, "help": f"{stats.format_ci(summary)}; n = seeds (runs with the same settings)."}
 byol_methods = [s.method for s in (FINETUNE, LINEAR, BYOL) if s.method in summaries_by_method]
 cols = st.columns(4)
 if byol_methods:
     top = max(byol_methods, key=lambda m: summaries_by_method[m].mean)
-    cols[0].metric(f"Best BYOL method ({top})", stats.format_ci(summaries_by_method[top]))
+    cols[0].metric(f"Best pretrained method ({top})", **_headline(summaries_by_method[top]))
 for col, method in ((cols[1], SCRATCH.method), (cols[2], KNN.method)):
     if method in summaries_by_method:
-        col.metric(method[0].upper() + method[1:], stats.format_ci(summaries_by_method[method]))
+        col.metric(method[0].upper() + method[1:], **_headline(summaries_by_method[method]))
 cols[3].metric("Finished runs", len(shown))
 if byol_methods and SCRATCH.method in by_method:
     a, b = by_method[top], by_method[SCRATCH.method]
