@@ -350,3 +350,18 @@ def test_a_past_run_shows_its_config_changes_download_and_where_it_fails(runs_di
     figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(f.get("layout", {}).get("title", {}).get("text") == "Confusion matrix" for f in figures)
     assert any("right," in c.value for c in at.caption)
+
+
+def test_the_train_pages_preset_follows_the_data_set(runs_dir):
+    from byol_core.config import DataConfig
+
+    at = _page(_app(), "views/train.py")
+    assert at.selectbox(key="train.preset").value == "digits-quick"
+    for name, preset in (("fashion-mnist", "cpu-quick"), ("cifar10", "byol-paper"), ("digits", "digits-quick")):
+        at.session_state["data_cfg"] = DataConfig(name=name)  # as the Data page sets it
+        at.run()
+        assert not at.exception, at.exception
+        assert at.selectbox(key="train.preset").value == preset, name
+    at.selectbox(key="train.preset").set_value("tiny").run()  # a choice for the same data set is kept
+    at.run()
+    assert at.selectbox(key="train.preset").value == "tiny"

@@ -21,12 +21,17 @@ LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
 LABEL_FRACTIONS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 NO_REFERENCE = "— the preset and the Data page's choices —"
-# The front door's preset; BYOL_DEFAULT_PRESET picks another (tests use the seconds-long "tiny").
-DEFAULT_PRESET = os.environ.get("BYOL_DEFAULT_PRESET", "digits-quick")
+# The preset follows the data set (one tuned for it, else the paper's); BYOL_DEFAULT_PRESET picks
+# one for every data set (tests use the seconds-long "tiny").
+FALLBACK_PRESET = "byol-paper"
 
 manager = state.get_manager()
 store = manager.store
 data_cfg = state.get_data_cfg()
+default_preset = os.environ.get("BYOL_DEFAULT_PRESET") or state.TUNED_PRESET.get(data_cfg.name, FALLBACK_PRESET)
+if st.session_state.get("train.preset_for") != data_cfg.name:  # a new data set: start from its own preset
+    st.session_state.pop("train.preset", None)
+    st.session_state["train.preset_for"] = data_cfg.name
 summaries = list_summaries(store)
 trainable = [s.name for s in stages() if s.optim_section]
 
@@ -71,10 +76,11 @@ with st.container(border=True):
     stage = get_stage(c1.radio("What to train", trainable, format_func=lambda n: get_stage(n).title,
                                key="train.kind"))
     preset = c2.selectbox("Preset (starting point)", list(PRESETS),
-                          index=list(PRESETS).index(DEFAULT_PRESET) if DEFAULT_PRESET in PRESETS else 0,
+                          index=list(PRESETS).index(default_preset) if default_preset in PRESETS else 0,
                           key="train.preset",
-                          help="digits-quick: BYOL beats the supervised baseline on the built-in digits in under a "
-                               "minute; tiny: seconds-long smoke runs; cpu-quick: ~5 minutes on Fashion-MNIST; "
+                          help="Starts from the preset tuned for the Data page's data set. digits-quick: the "
+                               "built-in digits, ~2 minutes; tiny: seconds-long smoke runs; cpu-quick: ~5 minutes on "
+                               "Fashion-MNIST; "
                                "byol-paper / seed-stl10: the paper's ResNet18 settings (GPU).")
     reference = _pick_reference(stage, c2)
     needs_run = stage.source == "required" and reference is None
