@@ -14,6 +14,7 @@ import torch
 
 from .data import load_data
 from .evaluation import embed, knn_predict
+from .files import atomic_write
 from .models import build_encoder
 from .runs import RunStore
 
@@ -88,8 +89,6 @@ def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:
 
 def save_predictions(path, predicted: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
     """Write a classifier's test predictions beside its run (read by :func:`stored_predictions`)."""
-    from .files import atomic_write
-
     arrays = {"predicted": predicted.cpu().numpy().astype(np.int64), "labels": labels.cpu().numpy().astype(np.int64),
               "classes": np.asarray(classes, dtype=str)}
     atomic_write(path, lambda fh: np.savez(fh, **arrays))

@@ -24,7 +24,7 @@ from .config import (
     to_json,
     with_overrides,
 )
-from .loop import Plan
+from .loop import Plan, TrainingError
 from .stages import Stage, get_stage
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
@@ -149,7 +149,7 @@ def _steps_note(optim: Any, num_images: int) -> list[str]:
     try:
         p = Plan.for_data(num_images, optim)
         batch, steps_per_epoch, total = p.batch, p.steps_per_epoch, p.total_steps
-    except Exception:  # noqa: BLE001 - too few images: training says so when it starts
+    except TrainingError:  # too few images: training says so when it starts
         return []
     by_epochs = steps_per_epoch * optim.epochs
     if optim.min_steps and total == optim.min_steps and optim.min_steps > by_epochs:

@@ -194,13 +194,19 @@ class Run:
 
     def read_status(self) -> dict[str, Any]:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
-        status = self._read_status_file()
+        return self.read_status_checked()[0]
+
+    def read_status_checked(self) -> tuple[dict[str, Any], str | None]:
+        """The status as :meth:`read_status` gives it, and why status.json is unusable (None when it is fine)."""
+        status, problem = read_json_object(self.status_path)
+        if status is None:
+            return {}, problem if self.status_path.exists() else None
         state = status.get("state")
         if state == "running" and not self.claimed():
             status["state"] = "interrupted"  # nobody holds the lock: its trainer is gone
         elif state == "queued" and status.get("pid") != os.getpid() and not pid_alive(status.get("pid")):
             status["state"] = "interrupted"  # queued by a process that died before starting it
-        return status
+        return status, None
 
     # -- checkpoints and encoder
     def save_checkpoint(self, state: dict[str, Any]) -> None:

@@ -96,9 +96,8 @@ def summarize(run: Run) -> RunSummary:
             cfg = from_dict(ExperimentConfig, record.get("config"))
         except ConfigError as exc:
             problem = f"config.json does not hold a valid config ({exc})"
-    status_raw, status_problem = read_json_object(run.status_path)
-    status = run.read_status() if status_raw is not None else {}
-    damaged = problem or (status_problem if run.status_path.exists() else None)
+    status, status_problem = run.read_status_checked()  # one read of status.json per summary
+    damaged = problem or status_problem
     record = record or {}
     options = record.get("options") if isinstance(record.get("options"), dict) else {}
     stage_name = stage_of_record(record)

@@ -169,7 +169,6 @@ job_cards.live_jobs(manager, RECENT_JOBS_SHOWN)
 
 # --------------------------------------------------------------------------- past runs
 st.subheader("All runs")
-summaries = list_summaries(store)
 if not summaries:
     st.caption(f"No runs in `{store.root}` yet.")
     st.stop()
