@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import streamlit as st
 import torch
 
+from byol_core import uploads
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
 from byol_core.data import DataError, DataSplits, load_data
 from byol_core.jobs import JobManager
@@ -197,41 +196,13 @@ def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[
     return _preview_sample(_cfg_key(cfg), count)
 
 
-MAX_UPLOAD_BYTES = 200 * 2**20   # per upload: a few thousand photos; more belongs in a folder on disk
-KEEP_UPLOAD_FOLDERS = 5          # older uploads are removed when a new one arrives
-MAX_NAME_CHARS = 100             # longer names are shortened (file systems stop at 255 bytes)
-
-
-def _safe_upload_name(name: str, index: int) -> str:
-    """A short, plain file name that keeps the extension (so the image type is still known)."""
-    path = Path(Path(name).name or f"image-{index}.png")
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in path.stem)[:MAX_NAME_CHARS] or "image"
-    return f"{stem}{path.suffix.lower()[:8]}"
+# Uploads live in byol_core.uploads; these names stay here for the code that used them from the dashboard.
+MAX_UPLOAD_BYTES = uploads.MAX_UPLOAD_BYTES
+KEEP_UPLOAD_FOLDERS = uploads.KEEP_UPLOAD_FOLDERS
+MAX_NAME_CHARS = uploads.MAX_NAME_CHARS
+_safe_upload_name = uploads.safe_file_name
 
 
 def save_uploads(files: list, root: str = "data") -> Path:
-    """Write uploaded images into a folder named by their content, for ``DataConfig(name='folder')``.
-
-    Capped in total size, with file names made safe, and only the newest uploads are kept on disk.
-    """
-    total = sum(f.size if hasattr(f, "size") else len(f.getvalue()) for f in files)
-    if total > MAX_UPLOAD_BYTES:
-        raise ValueError(f"these {len(files)} files hold {total / 2**20:.0f} MB; uploads are limited to "
-                         f"{MAX_UPLOAD_BYTES // 2**20} MB. For more images, copy them into a folder on this machine "
-                         "and choose 'an image folder on this machine'.")
-    digest = hashlib.sha1()
-    for f in files:
-        digest.update(f.name.encode())
-        digest.update(f.getvalue())
-    uploads = Path(root) / "uploads"
-    folder = uploads / digest.hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files):
-        target = folder / _safe_upload_name(f.name, i)
-        if not target.exists():
-            target.write_bytes(f.getvalue())
-    folder.touch()  # newest first when old uploads are cleaned up
-    older = sorted((d for d in uploads.iterdir() if d.is_dir() and d != folder), key=lambda d: d.stat().st_mtime)
-    for stale in older[:max(0, len(older) - (KEEP_UPLOAD_FOLDERS - 1))]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return folder
+    """Unlabelled uploaded images saved as a folder (:func:`byol_core.uploads.save_uploads`); returns the folder."""
+    return uploads.save_uploads(files, root, max_bytes=MAX_UPLOAD_BYTES).folder

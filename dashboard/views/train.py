@@ -10,6 +10,7 @@ import os
 
 import streamlit as st
 
+from byol_core import guards
 from byol_core.plans import plan
 from byol_core.presets import PRESETS, get_preset
 from byol_core.stages import Stage, get_stage, stages
@@ -149,9 +150,16 @@ with st.container(border=True):
         with st.expander(f"What this job changes from the {preset} preset ({len(spec.changes)})"):
             st.markdown("\n".join([f"- `{c.field}`: {c.before!r} → **{c.after!r}** ({c.reason})"
                                    for c in spec.changes] + [f"- {n}" for n in spec.notes]))
+    # ---- guard rails (byol_core.guards): a job that cannot work on this data is blocked, a misleading one warned
+    blocked = False
+    for guard in guards.check_spec(spec) if spec is not None else []:
+        blocked |= guard.level == "block"
+        show = st.error if guard.level == "block" else st.warning
+        show(guard.message, icon=":material/block:" if guard.level == "block" else ":material/warning:")
+    # ---- end of guard rails
     duplicate = spec is not None and manager.find_active(spec) is not None
     start = st.button("Start", type="primary", icon=":material/play_arrow:", key="train.start",
-                      disabled=spec is None or duplicate,
+                      disabled=spec is None or duplicate or blocked,
                       help="This exact job is already running." if duplicate else None)
     if duplicate:
         st.caption("This exact job is already queued or running (a second click would not start it again).")
