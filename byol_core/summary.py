@@ -7,6 +7,7 @@ one-line description of a run's augmentations and the field-by-field difference 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,6 @@ class RunSummary:
     display_name: str = ""            # the name a person gave the run ("" when none; ``name`` is the config's)
     note: str = ""
     archived: bool = False            # hidden from lists by default, still readable
-
-    @property
-    def title(self) -> str:
-        """The person's name for the run when it has one, else the config's name."""
-        return self.display_name or self.name
 
     @property
     def lr(self) -> float | None:
@@ -174,16 +170,16 @@ _OPS = (("flip", "flip_p"), ("jitter", "jitter_p"), ("gray", "grayscale_p"), ("b
         ("solarize", "solarize_p"))
 
 
-def _both_views(view1: ViewAugmentConfig, view2: ViewAugmentConfig, show) -> str:
+def _both_views(view1: ViewAugmentConfig, view2: ViewAugmentConfig, show: Callable[[ViewAugmentConfig], str]) -> str:
     """One value when both views agree, else 'view 1/view 2'."""
     a, b = show(view1), show(view2)
     return a if a == b else f"{a}/{b}"
 
 
 def augmentation_summary(augment: AugmentConfig) -> str:
-    """The two views' augmentations on one line, e.g. 'crop 0.2–1 · flip 0.5 · jitter 0.8 · gray 0.2 · blur 1/0.1 ·
-    no solarize'; where the views differ both values show, view 1 first. Strengths and ranges beyond the crop
-    area are left out: :func:`run_config_diff` names every field."""
+    """The views' size and random ops on one line, e.g. '16 px · crop 0.4–1 · no flip · jitter 0.8 · gray 0.2 ·
+    blur 1/0.1 · solarize 0/0.2': an op's probability, both views' values (view 1 first) where they differ.
+    Strengths and ranges beyond the crop area are left out; :func:`run_config_diff` names every field."""
     v1, v2 = augment.view1, augment.view2
     parts = [f"{augment.image_size} px",
              "crop " + _both_views(v1, v2, lambda v: f"{v.crop_scale_min:g}–{v.crop_scale_max:g}")]
