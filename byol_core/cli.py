@@ -13,6 +13,7 @@ from typing import Any
 
 from . import distributed, runner
 from .ablation import run_ablation
+from .annotations import annotate
 from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
@@ -28,6 +29,7 @@ USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueEr
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
 STUDIES = {"experiment": run_experiment, "sweep": run_sweep, "ablation": run_ablation}  # composite commands
 NOTE_KINDS = ("note", "resume")  # events that carry a message for the person at the terminal
+RUN_ACTIONS = ("list", "rename", "note", "archive", "unarchive", "delete")
 
 
 class ProgressBars:
@@ -122,7 +124,12 @@ def make_parser() -> argparse.ArgumentParser:
                    help="change a field that is safe to change mid-run, e.g. --set byol.optim.lr=1e-4 (repeatable)")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--no-progress", action="store_true")
-    p = sub.add_parser("runs", help="list runs and their state")
+    p = sub.add_parser("runs", help="list runs (archived ones only with --all); rename, note, archive, unarchive "
+                                    "or delete one")
+    p.add_argument("action", nargs="?", default="list", choices=RUN_ACTIONS)
+    p.add_argument("run_id", nargs="?", help="the run to change (all actions but list)")
+    p.add_argument("text", nargs="?", default="", help="the new name (rename) or note (note); empty clears it")
+    p.add_argument("--all", action="store_true", help="list archived runs too")
     p.add_argument("--runs-dir", default="runs")
     p = sub.add_parser("config", help="print the resolved config as JSON")
     _add_config_args(p)
@@ -200,13 +207,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributed.shutdown()
 
 
+def _change_run(store: RunStore, args: argparse.Namespace) -> int:
+    """``runs rename|note|archive|unarchive|delete <run id> [text]``."""
+    if not args.run_id:
+        raise ValueError(f"`runs {args.action}` needs a run id: python -m byol_core runs {args.action} <run id>.")
+    if args.action == "delete":
+        store.delete(args.run_id)
+        print(f"deleted run {args.run_id}")
+        return 0
+    field = {"rename": "name", "note": "note"}.get(args.action, "archived")
+    value = args.action == "archive" if field == "archived" else args.text
+    annotate(store.get(args.run_id), **{field: value})
+    print(f"run {args.run_id}: {args.action}d" if field == "archived" else f"run {args.run_id}: {field} = {value!r}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     store = RunStore(args.runs_dir) if hasattr(args, "runs_dir") else None
+    if args.command == "runs" and args.action != "list":
+        return _change_run(store, args)
     if args.command == "runs":
         for summary in list_summaries(store):
+            if summary.archived and not args.all:
+                continue
             acc = "" if summary.metric is None else f"  {summary.metric_name}={100 * summary.metric:.2f}%"
+            name = f"  \"{summary.display_name}\"" if summary.display_name else ""
+            flags = "  [archived]" if summary.archived else ""
             note = f"  damaged: {summary.damaged}" if summary.damaged else ""
-            print(f"{summary.id:<56} {summary.state:<12}{acc}{note}")
+            print(f"{summary.id:<56} {summary.state:<12}{acc}{name}{flags}{note}")
         return 0
     if args.command == "export":
         from .export import encoder_bundle, loading_snippet, write_bundle

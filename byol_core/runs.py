@@ -10,6 +10,7 @@
   ``worker.log``      a worker process's own output (tracebacks of hard crashes)
   ``skipped_files.txt`` files of the data set that could not be read, with the reason
   ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
+  ``annotations.json`` a person's name, note and archived flag for the run (:mod:`byol_core.annotations`)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -77,6 +79,7 @@ class Run:
     owner_lock_path = property(lambda self: self.path / "owner.lock")
     skipped_files_path = property(lambda self: self.path / "skipped_files.txt")
     worker_log_path = property(lambda self: self.path / "worker.log")
+    annotations_path = property(lambda self: self.path / "annotations.json")
 
     # -- ownership: one trainer at a time
     @contextlib.contextmanager
@@ -302,6 +305,24 @@ class RunStore:
             return []
         runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
         return sorted(runs, key=lambda r: r.id, reverse=True)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run's folder; a RunBusyError, and nothing removed, while the run is queued or training."""
+        run = self.get(run_id)
+        if run.read_status().get("state") == "queued":  # its job waits for a slot and would start on a missing folder
+            raise RunBusyError(f"run {run_id} is queued to train; stop its job first, then delete it.")
+        try:
+            # Holding the trainer's lock while the folder goes: no trainer can start on it half-way.
+            with run.claim():
+                # Moved aside first (one atomic rename), so a half-removed folder is never listed as a damaged run.
+                trash = self.root / f".deleting-{run_id}-{secrets.token_hex(2)}"
+                run.path.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        except RunBusyError:
+            raise RunBusyError(f"run {run_id} is being trained right now; stop it first (Stop on its job card, or "
+                               "Ctrl-C where it runs), then delete it.") from None
+        except OSError as exc:  # e.g. no permission on runs/, or deleted by someone else meanwhile
+            raise ValueError(f"run {run_id} could not be deleted: {exc}.") from exc
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.list())

@@ -1,17 +1,21 @@
 """Run summaries: what one run folder holds, read once, for the CLI and every dashboard page.
 
 :func:`summarize` never raises: a folder whose ``config.json`` or ``status.json`` cannot be used
-is summarised with a ``damaged`` reason, so one damaged run never hides the others.
+is summarised with a ``damaged`` reason, so one damaged run never hides the others. Also here: the
+one-line description of a run's augmentations and the field-by-field difference of two runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, ExperimentConfig, from_dict
+from .annotations import read_annotations
+from .config import AugmentConfig, ConfigError, ExperimentConfig, ViewAugmentConfig, from_dict
 from .files import read_json_object
+from .plans import Change, config_diff
 from .runs import Run, RunStore
 from .stages import Stage, get_stage, stage_of_record
 
@@ -43,6 +47,20 @@ class RunSummary:
     config: ExperimentConfig | None = field(default=None, repr=False)
     status: dict[str, Any] = field(default_factory=dict, repr=False)
     has_encoder: bool = False
+    display_name: str = ""            # the name a person gave the run ("" when none; ``name`` is the config's)
+    note: str = ""
+    archived: bool = False            # hidden from lists by default, still readable
+
+    @property
+    def lr(self) -> float | None:
+        """The peak learning rate of the stage's optimiser (None for stages without one, and damaged runs)."""
+        info = self.stage_info
+        optim = info.optim(self.config) if info is not None and self.config is not None else None
+        return optim.lr if optim is not None else None
+
+    @property
+    def augmentation(self) -> str:
+        return augmentation_summary(self.config.augment) if self.config is not None else ""
 
     @property
     def stage_info(self) -> Stage | None:
@@ -78,9 +96,10 @@ class RunSummary:
         return bool(info and info.pretraining and self.has_encoder and self.state == "finished")
 
     def short(self) -> str:
-        """A label for select boxes: 'BYOL kNN · digits · 92.8% · 20250101-120000-byol-…'."""
+        """A label for select boxes: '[my name · ]BYOL kNN · digits · 92.8% · 20250101-120000-byol-…'."""
         acc = f" · {self.metric_name} {100 * self.metric:.1f}%" if self.metric is not None else ""
-        return f"{self.method} · {self.dataset or '?'}{acc} · {self.id}"
+        named = f"{self.display_name} · " if self.display_name else ""
+        return f"{named}{self.method} · {self.dataset or '?'}{acc} · {self.id}"
 
 
 def _number(value: Any) -> float | None:
@@ -107,6 +126,7 @@ def summarize(run: Run) -> RunSummary:
     state = "damaged" if damaged else str(status.get("state", "unknown"))
     error = status.get("error") if isinstance(status.get("error"), str) else None
     results = status.get("results") if isinstance(status.get("results"), dict) else {}
+    notes = read_annotations(run)
     return RunSummary(
         id=run.id, path=run.path, stage=stage_name, kind=kind,
         method=info.method_for(source, _family_of(run, source)) if info else kind,
@@ -117,7 +137,7 @@ def summarize(run: Run) -> RunSummary:
         metric_name=info.metric_name if info else "",
         epochs_run=_number(status.get("epoch")), steps_run=_int(status.get("step")),
         total_steps=_int(status.get("total_steps")), error=error, damaged=damaged, config=cfg, status=status,
-        has_encoder=run.encoder_path.is_file(),
+        has_encoder=run.encoder_path.is_file(), display_name=notes.name, note=notes.note, archived=notes.archived,
     )
 
 
@@ -142,3 +162,47 @@ def list_summaries(store: RunStore) -> list[RunSummary]:
 
 def summary_of(store: RunStore, run_id: str) -> RunSummary:
     return summarize(store.get(run_id))
+
+
+# --------------------------------------------------------------------------- describing and comparing runs
+# (label, probability field) of each optional op, in the order a view applies them.
+_OPS = (("flip", "flip_p"), ("jitter", "jitter_p"), ("gray", "grayscale_p"), ("blur", "blur_p"),
+        ("solarize", "solarize_p"))
+
+
+def _both_views(view1: ViewAugmentConfig, view2: ViewAugmentConfig, show: Callable[[ViewAugmentConfig], str]) -> str:
+    """One value when both views agree, else 'view 1/view 2'."""
+    a, b = show(view1), show(view2)
+    return a if a == b else f"{a}/{b}"
+
+
+def augmentation_summary(augment: AugmentConfig) -> str:
+    """The views' size and random ops on one line, e.g. '16 px · crop 0.4–1 · no flip · jitter 0.8 · gray 0.2 ·
+    blur 1/0.1 · solarize 0/0.2': an op's probability, both views' values (view 1 first) where they differ.
+    Strengths and ranges beyond the crop area are left out; :func:`run_config_diff` names every field."""
+    v1, v2 = augment.view1, augment.view2
+    parts = [f"{augment.image_size} px",
+             "crop " + _both_views(v1, v2, lambda v: f"{v.crop_scale_min:g}–{v.crop_scale_max:g}")]
+    for label, prob in _OPS:
+        if getattr(v1, prob) == 0 and getattr(v2, prob) == 0:
+            parts.append(f"no {label}")
+        else:
+            parts.append(f"{label} " + _both_views(v1, v2, lambda v, p=prob: f"{getattr(v, p):g}"))
+    return " · ".join(parts)
+
+
+def run_config_diff(this: RunSummary, other: RunSummary) -> list[Change]:
+    """Every field that differs between two runs: the stage and source run, then each config field.
+
+    ``before`` is this run's value, ``after`` the other run's. A ValueError when either run's config
+    cannot be read (a damaged run has nothing to compare).
+    """
+    for run in (this, other):
+        if run.config is None:
+            raise ValueError(f"run {run.id} has no readable config ({run.damaged or 'unknown reason'}); "
+                             "pick another run to compare with.")
+    reason = f"differs from run {other.id}"
+    changes = [Change(name, a, b, reason) for name, a, b in (("stage", this.stage, other.stage),
+                                                             ("source_run", this.source_run, other.source_run))
+               if a != b]
+    return changes + config_diff(this.config, other.config, reason)

@@ -14,8 +14,10 @@ from typing import Any
 
 from byol_core.summary import RunSummary
 
-CSV_COLUMNS = ("method", "accuracy", "metric", "dataset", "label_fraction", "seed", "lr", "epochs_run",
-               "steps_run", "backbone", "image_size", "test_images", "from_run", "run_id", "finished")
+# New columns go after the first three, which readers of older exports rely on.
+CSV_COLUMNS = ("method", "accuracy", "metric", "name", "dataset", "label_fraction", "seed", "lr", "augmentation",
+               "epochs_run", "steps_run", "backbone", "image_size", "test_images", "from_run", "run_id", "finished",
+               "note")
 
 
 def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
@@ -24,15 +26,16 @@ def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
     for s in summaries:
         if s.state != "finished" or s.metric is None or s.config is None or s.stage_info is None:
             continue
-        optim = s.stage_info.optim(s.config)
         rows.append({
             "method": s.method,
             "accuracy": s.metric,
             "metric": s.metric_name,
+            "name": s.display_name,
             "dataset": s.dataset,
             "label_fraction": s.label_fraction,
             "seed": s.seed,
-            "lr": optim.lr if optim is not None else None,
+            "lr": s.lr,
+            "augmentation": s.augmentation,
             "epochs_run": s.epochs_run,
             "steps_run": s.steps_run,
             "backbone": s.config.model.backbone,
@@ -40,8 +43,9 @@ def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "test_images": s.results.get("test_images"),
             "from_run": s.source_run or "",
             "run_id": s.id,
-            "label": f"{s.method} · {s.id[-4:]}",
+            "label": f"{s.display_name or s.method} · {s.id[-4:]}",
             "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.finished_at or 0)),
+            "note": s.note,
         })
     return rows
 
@@ -56,10 +60,13 @@ def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def runs_table(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
-    """The Train page's list of every run, damaged ones with their reason."""
-    return [{"run": s.id, "what": s.method, "data set": s.dataset, "state": s.state, "accuracy": s.metric,
-             "labels kept": s.label_fraction, "epochs run": s.epochs_run, "steps": s.steps_run,
-             "problem": s.damaged or s.error or ""} for s in summaries]
+    """The Train page's list of the runs given, damaged ones with their reason; an "archived" column when any is."""
+    any_archived = any(s.archived for s in summaries)
+    return [{"run": s.id, "name": s.display_name, "what": s.method, "data set": s.dataset, "state": s.state,
+             "accuracy": s.metric, "labels kept": s.label_fraction, "seed": s.seed, "lr": s.lr,
+             "augmentation": s.augmentation, "epochs run": s.epochs_run, "steps": s.steps_run,
+             **({"archived": s.archived} if any_archived else {}), "problem": s.damaged or s.error or ""}
+            for s in summaries]
 
 
 def accuracy_curve(events: Sequence[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:

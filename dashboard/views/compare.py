@@ -13,7 +13,7 @@ from dashboard import charts, job_cards, state, tables
 
 manager = state.get_manager()
 store = manager.store
-summaries = list_summaries(store)
+summaries = [s for s in list_summaries(store) if not s.archived]  # archived runs stay out of comparisons
 rows = tables.compare_rows(summaries)
 
 st.title("Compare")

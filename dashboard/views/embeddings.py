@@ -42,7 +42,7 @@ manager = state.get_manager()
 store = manager.store
 projections = state.get_projections()
 # Pretrained encoders first (newest first), then supervised ones: the default view is a BYOL encoder.
-encoders = sorted([s for s in list_summaries(store) if s.usable_encoder],
+encoders = sorted([s for s in list_summaries(store) if s.usable_encoder and not s.archived],
                   key=lambda s: not (s.stage_info and s.stage_info.pretraining))
 by_id = {s.id: s for s in encoders}
 

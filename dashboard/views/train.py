@@ -15,7 +15,7 @@ from byol_core.plans import plan
 from byol_core.presets import PRESETS, get_preset
 from byol_core.stages import Stage, get_stage, stages
 from byol_core.summary import RunSummary, list_summaries
-from dashboard import error_analysis, job_cards, state, tables
+from dashboard import error_analysis, job_cards, run_details, state, tables
 
 RECENT_JOBS_SHOWN = 4
 LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -180,7 +180,9 @@ st.subheader("All runs")
 if not summaries:
     st.caption(f"No runs in `{store.root}` yet.")
     st.stop()
-st.dataframe(tables.runs_table(summaries), hide_index=True, key="train.runs", column_config={
+show_archived = st.toggle("Show archived runs", key="train.show_archived")
+listed = [s for s in summaries if show_archived or not s.archived]
+st.dataframe(tables.runs_table(listed), hide_index=True, key="train.runs", column_config={
     "accuracy": st.column_config.NumberColumn(format="percent"),
     "labels kept": st.column_config.NumberColumn(format="percent"),
 })
@@ -198,10 +200,12 @@ with c1:
     else:
         st.caption("Runs that were stopped, or cut off by a restart, can be resumed here.")
 with c2:
-    shown = st.selectbox("Charts of a run", [s.id for s in summaries], key="train.show_run", index=None,
-                         placeholder="Pick a run")
+    picked = st.session_state.get("train.show_run")  # an archived run stays pickable while it is shown
+    shown = st.selectbox("Charts of a run", [s.id for s in summaries if s in listed or s.id == picked],
+                         key="train.show_run", index=None, placeholder="Pick a run")
 if shown:
     summary = next(s for s in summaries if s.id == shown)
+    run_details.show(store, summary, summaries)
     if summary.damaged or summary.error:
         st.error(summary.damaged or summary.error, icon=":material/error:")
     if summary.stage is None or not job_cards.draw_training_charts(store.get(shown), summary.stage,
