@@ -21,7 +21,12 @@ from .training import TrainResult, knn_eval, prepare_runtime, pretrain_byol, tra
 def loop_results(result: TrainResult, ctx: StageContext) -> dict[str, Any]:
     """The results every training stage stores: how far it got, whether it was stopped, the test-set size."""
     return {"_stopped": result.stopped, "step": result.step, "total_steps": result.total_steps,
-            "test_images": len(ctx.data().test)}
+            **test_facts(ctx.data())}
+
+
+def test_facts(data: Any) -> dict[str, int]:
+    """Test-set size and class count: what it takes to tell a finished accuracy from chance."""
+    return {"test_images": len(data.test), "num_classes": int(data.num_classes)}
 
 
 def pretraining_body(train: Callable[..., TrainResult], encoder_of: Callable[[Any], Any]):
@@ -73,7 +78,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
     accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
     ctx.log({"kind": "eval", "knn_accuracy": accuracy})
     return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
-            "test_images": len(data.test)}
+            **test_facts(data)}
 
 
 BYOL = register(Stage(

@@ -218,6 +218,13 @@ class JobManager:
         if job is not None:
             job.stop_event.set()  # a worker's supervising thread passes it on as stop.request
 
+    def forget(self, job_id: str) -> None:
+        """Drop an ended job's card (its run was deleted); an active job is kept."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and not job.active:
+                del self._jobs[job_id]
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)

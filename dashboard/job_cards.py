@@ -12,6 +12,7 @@ import os
 
 import streamlit as st
 
+from byol_core.guards import chance_note
 from byol_core.jobs import Job, JobManager
 from byol_core.runs import Run
 from byol_core.stages import get_stage
@@ -81,9 +82,12 @@ def job_charts(job: Job) -> None:
         st.caption(f"Starting: loading data and building the network (charts appear within "
                    f"{CHART_SECONDS:.0f} s of the first steps)…")
     stage = get_stage(job.stage)
-    value = stage.headline(job.run.read_status().get("results") or {})
+    results = job.run.read_status().get("results") or {}
+    value = stage.headline(results)
     if job.state == "finished" and value is not None:
         st.success(f"Finished: {stage.metric_name} {100 * value:.1f}% on the test set.", icon=":material/check_circle:")
+        if note := chance_note(value, results.get("test_images"), results.get("num_classes")):
+            st.warning(f"{note}: use more test images before reading anything into it.", icon=":material/warning:")
 
 
 def live_jobs(manager: JobManager, recent: int) -> None:

@@ -109,5 +109,6 @@ def _archive_and_delete(store: RunStore, summary: RunSummary, summaries: Sequenc
                      help="Removes the run's folder: config, metrics, checkpoint and encoder. Cannot be undone."):
             with state.user_errors("Could not delete: "):
                 store.delete(summary.id)
+                state.get_manager().forget(summary.id)  # its ended job card would point at a missing folder
                 st.toast(f"Deleted run {summary.id}.", icon=":material/delete:")
                 st.rerun()

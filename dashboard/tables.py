@@ -41,6 +41,7 @@ def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "backbone": s.config.model.backbone,
             "image_size": s.config.augment.image_size,
             "test_images": s.results.get("test_images"),
+            "num_classes": s.results.get("num_classes"),
             "from_run": s.source_run or "",
             "run_id": s.id,
             "label": f"{s.display_name or s.method} · {s.id[-4:]}",

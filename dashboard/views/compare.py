@@ -6,6 +6,7 @@ import streamlit as st
 
 from byol_core import stats
 from byol_core.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
+from byol_core.guards import chance_note
 from byol_core.plans import plan
 from byol_core.presets import get_preset
 from byol_core.summary import list_summaries
@@ -114,6 +115,10 @@ n_test = next((r["test_images"] for r in shown if r.get("test_images")), None)
 if n_test:
     st.caption(f"Test set: {n_test} images, so one run's accuracy near 90% is known to about "
                f"±{100 * stats.binomial_half_width(n_test, 0.9):.1f} points (95%).")
+at_chance = [(r, note) for r in shown if (note := chance_note(r["accuracy"], r["test_images"], r["num_classes"]))]
+if at_chance:
+    st.warning("Cannot be told from guessing: " + "; ".join(f"{r['label']}: {note}" for r, note in at_chance) +
+               ". Add test images (or labels) before comparing these.", icon=":material/warning:")
 
 # --------------------------------------------------------------------------- table, chart, CSV
 st.plotly_chart(charts.accuracy_bar(shown), key="compare.bar", config={"displayModeBar": False})

@@ -50,7 +50,7 @@ def _with_choice(options: list, value) -> list:
 
 def _pick_reference(stage: Stage, column) -> RunSummary | None:
     """The run whose encoder (fine-tune, probe) or network and data (a matched baseline) the job reuses."""
-    pretrained = [s for s in summaries if s.pretrained]
+    pretrained = [s for s in summaries if s.pretrained and not s.archived]
     candidates = sorted(pretrained, key=lambda s: s.dataset != data_cfg.name)
     by_id = {s.id: s for s in candidates}
     if stage.source == "required":
@@ -201,8 +201,10 @@ with c1:
         st.caption("Runs that were stopped, or cut off by a restart, can be resumed here.")
 with c2:
     picked = st.session_state.get("train.show_run")  # an archived run stays pickable while it is shown
+    names = {s.id: s.display_name for s in summaries}
     shown = st.selectbox("Charts of a run", [s.id for s in summaries if s in listed or s.id == picked],
-                         key="train.show_run", index=None, placeholder="Pick a run")
+                         key="train.show_run", index=None, placeholder="Pick a run",
+                         format_func=lambda r: f"{names[r]} · {r}" if names.get(r) else r)
 if shown:
     summary = next(s for s in summaries if s.id == shown)
     run_details.show(store, summary, summaries)
