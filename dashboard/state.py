@@ -33,7 +33,7 @@ WORKER_THREADS_ENV = "BYOL_WORKER_THREADS"
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ValueError, FileNotFoundError)
 
 # View size that suits each data set's native resolution (digits are 8x8, STL10 96x96).
-DEFAULT_IMAGE_SIZE = {"digits": 16, "fashion-mnist": 28, "cifar10": 32, "stl10": 64, "folder": 64}
+DEFAULT_IMAGE_SIZE = {"digits": 16, "fashion-mnist": 28, "cifar10": 32, "stl10": 96, "folder": 64}
 DATASET_LABELS = {
     "digits": "digits (built in, 8×8 handwritten digits)",
     "fashion-mnist": "fashion-mnist (28×28 clothing)",
@@ -117,9 +117,10 @@ def user_errors(prefix: str = "") -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- per-session choices
-# Data sets with a preset tuned for them start from that preset's views (e.g. no flips for digits);
-# the others start from the paper's.
-TUNED_PRESET = {"digits": "digits-quick", "fashion-mnist": "cpu-quick"}
+# The preset each data set starts from on the Train page, and whose views the Data page starts with
+# (e.g. no flips for digits); other data sets start from the paper's.
+TUNED_PRESET = {"digits": "digits-quick", "fashion-mnist": "cpu-quick", "cifar10": "cifar10-cpu",
+                "stl10": "seed-stl10", "folder": "folder-quick"}
 
 
 def default_augment(dataset: str) -> AugmentConfig:

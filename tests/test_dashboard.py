@@ -357,7 +357,7 @@ def test_the_train_pages_preset_follows_the_data_set(runs_dir):
 
     at = _page(_app(), "views/train.py")
     assert at.selectbox(key="train.preset").value == "digits-quick"
-    for name, preset in (("fashion-mnist", "cpu-quick"), ("cifar10", "byol-paper"), ("digits", "digits-quick")):
+    for name, preset in (("fashion-mnist", "cpu-quick"), ("cifar10", "cifar10-cpu"), ("digits", "digits-quick")):
         at.session_state["data_cfg"] = DataConfig(name=name)  # as the Data page sets it
         at.run()
         assert not at.exception, at.exception
