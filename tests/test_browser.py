@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.serve import free_port, settle, stop_server, wait_healthy
 
@@ -85,6 +86,76 @@ FIRST_POINT = """() => {
     const L = gd._fullLayout, box = gd.getBoundingClientRect();
     return {x: box.left + L._size.l + L.xaxis.l2p(t.x[0]), y: box.top + L._size.t + L.yaxis.l2p(t.y[0])};
 }"""
+
+
+# One finished encoder per backbone family the export snippet handles differently: byol_core's own
+# convnet, a torchvision ResNet with the small-image stem and with its standard stem, a torchvision
+# model whose head is not `fc`, and any network read at a named hidden layer.
+BACKBONE_FAMILIES = {
+    "small-cnn": {},
+    "resnet18-small-stem": {"model.backbone": "resnet18", "model.small_stem": True},
+    "resnet18-standard-stem": {"model.backbone": "resnet18", "model.small_stem": False},
+    "mobilenet_v3_small": {"model.backbone": "mobilenet_v3_small"},
+    "hidden-layer": {"model.backbone": "resnet18", "model.hidden_layer": "layer3"},
+}
+
+# Runs in a fresh interpreter: the downloaded file and the page's snippet, nothing else of this process.
+LOAD_IN_FRESH_PROCESS = """
+import sys, torch
+images = torch.load(sys.argv[2], weights_only=True)
+exec(open(sys.argv[1]).read())
+torch.save(features, sys.argv[3])
+"""
+
+
+def _finished_encoder_runs(runs_dir: Path) -> dict[str, tuple[str, torch.Tensor, torch.Tensor]]:
+    """A finished pretraining run per backbone family (random weights): run id, test images, their features."""
+    from byol_core.config import with_overrides
+    from byol_core.data import load_data
+    from byol_core.evaluation import embed
+    from byol_core.models import build_encoder, encoder_state_dict
+    from byol_core.presets import get_preset
+    from byol_core.runs import RunStore
+
+    store, made = RunStore(runs_dir), {}
+    for family, overrides in BACKBONE_FAMILIES.items():
+        cfg = with_overrides(get_preset("tiny"), {**overrides, "name": f"export-{family}"})
+        run = store.create("byol", cfg, {"mode": "byol"}, stage="byol")
+        torch.manual_seed(7)
+        encoder = build_encoder(cfg.model)
+        run.save_encoder(encoder_state_dict(encoder))
+        run.set_status("finished", results={})  # no headline number: stays out of Compare
+        splits = load_data(cfg.data)
+        images = splits.test.images[:8]
+        made[family] = (run.id, images, embed(encoder, images, cfg.augment.image_size, splits.mean, splits.std))
+    return made
+
+
+def _download_and_load_each_family(page, runs_dir: Path, tmp_path: Path) -> None:
+    """Train page: pick each run, click Download encoder, load the file with the page's snippet elsewhere."""
+    for family, (run_id, images, expected) in _finished_encoder_runs(runs_dir).items():
+        _goto(page, "Train")
+        picker = page.get_by_label("Charts of a run")
+        picker.click()
+        page.get_by_role("option", name=run_id).first.click()
+        settle(page)
+        button = page.get_by_role("button", name="Download encoder")
+        button.first.wait_for(timeout=60_000)
+        with page.expect_download(timeout=60_000) as download:
+            button.first.click()
+        folder = tmp_path / family
+        folder.mkdir()
+        download.value.save_as(folder / download.value.suggested_filename)  # the name the snippet loads
+        snippet = page.locator('[data-testid="stCode"] code').filter(has_text="bundle = torch.load").first
+        (folder / "snippet.py").write_text(snippet.inner_text())
+        torch.save(images, folder / "images.pt")
+        (folder / "load.py").write_text(LOAD_IN_FRESH_PROCESS)
+        done = subprocess.run([sys.executable, "load.py", "snippet.py", "images.pt", "features.pt"], check=False,
+                              cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"{family}: {done.stderr[-2000:]}"
+        features = torch.load(folder / "features.pt", weights_only=True)
+        torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4, msg=f"{family}: other embeddings")
 
 
 def test_dashboard_in_chromium(server):
