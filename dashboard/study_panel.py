@@ -43,12 +43,12 @@ def _what_it_runs(spec: JobSpec) -> str:
         counts = run_counts(len(spec.stage_options["label_fractions"]), seeds)
         total = sum(counts.values())
         trainings = total - counts["kNN evaluations"]
-        parts = ", ".join(f"{n} {what}" for what, n in counts.items())
+        parts = ", ".join(f"{n} {what}" for what, n in counts.items()) + " (seconds each)"
     else:
         total = trainings = ablation_run_count(seeds)
         parts = f"{total // 2} pretrainings (BYOL and SimCLR, with and without colour) and a linear probe from each"
-    return (f"{total} runs: {parts}. About as long as {trainings} Train-page jobs of this preset one after another "
-            "(kNN evaluations take seconds); it holds a job slot, so other jobs queue behind it.")
+    return (f"{total} runs: {parts}. About as long as {trainings} Train-page jobs of this preset one after another; "
+            "it holds a job slot, so other jobs queue behind it.")
 
 
 def study_form(manager: JobManager) -> None:

@@ -209,8 +209,8 @@ def test_the_compare_page_starts_a_sweep_job_that_the_train_page_lists():
     assert at.multiselect(key=f"{form}.fractions").value == [0.01, 0.1, 1.0]
     assert at.number_input(key=f"{form}.seeds").value == 3
     captions = lambda: " | ".join(c.value for c in at.caption)
-    assert ("48 runs: 3 BYOL pretrainings, 27 supervised trainings and linear probes, 18 kNN evaluations. "
-            "About as long as 30 Train-page jobs") in captions()
+    assert ("48 runs: 3 BYOL pretrainings, 27 supervised trainings and linear probes, 18 kNN evaluations "
+            "(seconds each). About as long as 30 Train-page jobs") in captions()
 
     at.multiselect(key=f"{form}.fractions").set_value([]).run()
     assert any("label_fractions is empty" in e for e in _errors(at)), _errors(at)
