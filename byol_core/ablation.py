@@ -3,10 +3,12 @@
 For every seed, method (BYOL, SimCLR) and augmentation (``full``, and ``no-colour``: colour jitter
 and grayscale off on both views) one pretraining run and one linear probe from it are trained, each
 a normal run folder made with :func:`~byol_core.plans.plan` and :func:`~byol_core.runner.start`.
+The ablation is itself a stage (:mod:`byol_core.studies`): ``plan("ablation", cfg, options={"seeds": n})``
+makes it a job like any other.
 Every encoder is scored the same way on the same labelled subset and test set (the data split does
 not depend on the training seed): kNN accuracy and linear-probe accuracy. The result, one row per
 (method, augmentation, evaluation) with its t-interval over seeds and each method's drop with its
-paired interval, is held by a summary run of kind ``ablation``.
+paired interval, is held by the ablation's own run (kind ``ablation``).
 """
 
 from __future__ import annotations
@@ -14,30 +16,31 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import runner
-from .builtin_stages import BYOL, KNN, LINEAR, SIMCLR
+from .builtin_stages import ABLATION, BYOL, KNN, LINEAR, SIMCLR
 from .config import ExperimentConfig
-from .data import DataSplits, load_data
 from .plans import plan
-from .runs import Run, RunStore
-from .stages import get_stage
+from .runs import RunStore
+from .stages import StageContext
 from .stats import Difference, Summary, compare, format_ci, format_difference, summarize
+from .studies import StudyRuns, check_known, check_seeds
 from .training import Callback
 
-ABLATION_KIND = "ablation"
+ABLATION_KIND = ABLATION.name  # the stage's name and its run's kind
+OPTIONS = ("seeds",)
+DEFAULT_SEEDS = 3
 METHODS = (BYOL.name, SIMCLR.name)
 FULL, NO_COLOUR = "full", "no-colour"
 AUGMENTATIONS = (FULL, NO_COLOUR)
 # Evaluation -> the results key that holds it: kNN in the pretraining run's results, the probe's in its own.
 # How each encoder is scored: the kNN of its own run, and a linear probe from it (named by their stages).
 EVALUATIONS = (KNN.name, LINEAR.name)
-
-CallbackFactory = Callable[[str], Sequence[Callback]]
+RUNS_PER_ARM = 2  # a pretraining and a linear probe from it
 
 
 def augmentation_overrides(augmentation: str) -> dict[str, float]:
@@ -91,6 +94,25 @@ class AblationResult:
     wall_seconds: float = 0.0
     config_name: str = ""
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AblationResult:
+        """A result back from :meth:`to_dict` (an ablation run's results); the drops are computed again."""
+        result = cls(run_id=d["run_id"], dataset=d["dataset"], seeds=list(d["seeds"]),
+                     labelled_images=d.get("labelled_images", 0), test_images=d.get("test_images", 0),
+                     wall_seconds=d.get("wall_seconds", 0.0), config_name=d.get("config_name", ""))
+        for row in d.get("rows", []):
+            cell = result.cell(row["method"], row["augmentation"], row["evaluation"])
+            cell.values = dict(zip(row["seeds"], row["values"], strict=True))
+            cell.runs = dict(zip(row["seeds"], row["runs"], strict=True))
+        return result
+
+    def write(self, json_path: str | Path) -> list[Path]:
+        """The result as JSON at ``json_path``; the paths written."""
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return [path]
+
     def cell(self, method: str, augmentation: str, evaluation: str) -> AblationCell:
         for c in self.cells:
             if (c.method, c.augmentation, c.evaluation) == (method, augmentation, evaluation):
@@ -134,80 +156,75 @@ class AblationResult:
         return "\n".join(lines)
 
 
-class _Trainer:
-    """Trains one (seed, method, augmentation): its pretraining run, then a linear probe from it."""
-
-    def __init__(self, cfg: ExperimentConfig, store: RunStore, splits: DataSplits, callbacks_for: CallbackFactory,
-                 stop_event: threading.Event | None) -> None:
-        self.cfg, self.store, self.splits = cfg, store, splits
-        self.callbacks_for, self.stop_event = callbacks_for, stop_event
-
-    def stopped(self) -> bool:
-        return self.stop_event is not None and self.stop_event.is_set()
-
-    def _start(self, stage: str, base: ExperimentConfig, **plan_args: Any) -> Run:
-        return runner.start(plan(stage, base, **plan_args), self.store, splits=self.splits,
-                            callbacks=self.callbacks_for(stage), stop_event=self.stop_event)
-
-    def train(self, seed: int, method: str, augmentation: str) -> dict[str, tuple[float, str]]:
-        """Evaluation name -> (accuracy, run id); empty when stopped before it was scored."""
-        overrides = {"seed": seed, **augmentation_overrides(augmentation)}
-        pre = self._start(method, self.cfg, overrides=overrides, name=f"{augmentation}-s{seed}-{self.cfg.name}")
-        knn = get_stage(method).headline(runner.run_results(pre))
-        if self.stopped() or knn is None:
-            return {}
-        scores = {KNN.name: (knn, pre.id)}
-        probe = self._start(LINEAR.name, pre.read_config()[0], source_run=pre.id)
-        linear = LINEAR.headline(runner.run_results(probe))
-        if not self.stopped() and linear is not None:
-            scores[LINEAR.name] = (linear, probe.id)
-        return scores
+def ablation_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ablation's options checked and completed: ``seeds`` >= 1."""
+    check_known(options, OPTIONS, "colour ablation")
+    return {"seeds": check_seeds(options.get("seeds", DEFAULT_SEEDS))}
 
 
-def run_ablation(cfg: ExperimentConfig, store: RunStore, *, seeds: int = 3,
-                 callbacks_for: CallbackFactory | None = None, stop_event: threading.Event | None = None,
-                 json_path: str | Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> AblationResult:
-    """Train and score every (seed, method, augmentation) on ``cfg``; seeds are cfg.seed, cfg.seed + 1, ..."""
-    if seeds < 1:
-        raise ValueError(f"seeds = {seeds}; the ablation needs at least 1 (3 or more for intervals worth reading).")
+def run_count(seeds: int) -> int:
+    """The runs an ablation starts: per seed, method and augmentation a pretraining and a probe."""
+    return seeds * len(METHODS) * len(AUGMENTATIONS) * RUNS_PER_ARM
+
+
+def _train_arm(ctx: StageContext, runs: StudyRuns, seed: int, method: str,
+               augmentation: str) -> dict[str, tuple[float, str]]:
+    """One (seed, method, augmentation): evaluation name -> (accuracy, run id); empty when stopped first."""
+    arm = f"seed {seed}: {method}, {augmentation} augmentation"
+    overrides = {"seed": seed, **augmentation_overrides(augmentation)}
+    spec = plan(method, ctx.cfg, overrides=overrides, name=f"{augmentation}-s{seed}-{ctx.cfg.name}")
+    knn, pre = runs.start(spec, ctx.data(), f"{arm}, pretraining")
+    if runs.stopped() or knn is None:
+        runs.skip()  # no probe of an encoder that was not scored
+        return {}
+    scores = {KNN.name: (knn, pre.id)}
+    linear, probe = runs.start(plan(LINEAR.name, pre.read_config()[0], source_run=pre.id), ctx.data(),
+                               f"{arm}, linear probe")
+    if linear is not None:
+        scores[LINEAR.name] = (linear, probe.id)
+    return scores
+
+
+def ablation_body(ctx: StageContext) -> dict[str, Any]:
+    """The ``ablation`` stage: every (seed, method, augmentation) into ``ctx.run``'s results."""
+    seeds = ablation_options(ctx.options)["seeds"]
     t_start = time.perf_counter()
-    say = progress or (lambda _msg: None)
-    seed_list = [cfg.seed + i for i in range(seeds)]
-    summary_run = store.create(ABLATION_KIND, cfg, {"seeds": seed_list, "methods": list(METHODS),
-                                                    "augmentations": list(AUGMENTATIONS)})
-    with summary_run.claim():  # its status reads "running" only while this process holds it
-        summary_run.set_status("running", started=time.time())
-        try:
-            say("loading data")
-            splits = load_data(cfg.data)
-            result = AblationResult(run_id=summary_run.id, dataset=splits.name, seeds=seed_list,
-                                    labelled_images=len(splits.labelled_train), test_images=len(splits.test),
-                                    config_name=cfg.name)
-            trainer = _Trainer(cfg, store, splits, callbacks_for or (lambda _stage: ()), stop_event)
-            for seed in seed_list:
-                for method in METHODS:
-                    for augmentation in AUGMENTATIONS:
-                        if trainer.stopped():
-                            break
-                        say(f"seed {seed}: {method}, {augmentation} augmentation")
-                        for evaluation, (value, run_id) in trainer.train(seed, method, augmentation).items():
-                            cell = result.cell(method, augmentation, evaluation)
-                            cell.values[seed], cell.runs[seed] = value, run_id
-                            summary_run.log({"kind": "row", "seed": seed, "method": method,
-                                             "augmentation": augmentation, "evaluation": evaluation,
-                                             "accuracy": value, "run_id": run_id})
-        except BaseException as exc:  # a crash or Ctrl-C twice: the summary run says how it ended
-            summary_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        result.wall_seconds = time.perf_counter() - t_start
-        out = result.to_dict()
-        summary_run.set_status("stopped" if trainer.stopped() else "finished", results=out, finished=time.time())
+    cfg, splits = ctx.cfg, ctx.data()
+    result = AblationResult(run_id=ctx.run.id, dataset=splits.name, seeds=[cfg.seed + i for i in range(seeds)],
+                            labelled_images=len(splits.labelled_train), test_images=len(splits.test),
+                            config_name=cfg.name)
+    runs = StudyRuns(ctx, ABLATION_KIND, run_count(seeds))
+    for seed in result.seeds:
+        for method in METHODS:
+            for augmentation in AUGMENTATIONS:
+                if runs.stopped():
+                    break
+                for evaluation, (value, run_id) in _train_arm(ctx, runs, seed, method, augmentation).items():
+                    cell = result.cell(method, augmentation, evaluation)
+                    cell.values[seed], cell.runs[seed] = value, run_id
+                    ctx.log({"kind": "row", "seed": seed, "method": method, "augmentation": augmentation,
+                             "evaluation": evaluation, "accuracy": value, "run_id": run_id})
+        ctx.partial_results(result.to_dict())
+    result.wall_seconds = time.perf_counter() - t_start
+    runs.finish()
+    return {**result.to_dict(), "_stopped": runs.cut_short}
+
+
+def run_ablation(cfg: ExperimentConfig, store: RunStore, *, seeds: int = DEFAULT_SEEDS,
+                 callbacks: Sequence[Callback] = (), stage_callbacks: Sequence[Callback] = (),
+                 stop_event: threading.Event | None = None, json_path: str | Path | None = None) -> AblationResult:
+    """The ablation as a job in this thread (seeds cfg.seed, cfg.seed + 1, ...): plan, run, and its result.
+
+    ``callbacks`` follow the ablation's progress (runs done), ``stage_callbacks`` every run it starts.
+    """
+    spec = plan(ABLATION_KIND, cfg, options={"seeds": seeds})
+    run = runner.create(store, spec)
+    runner.execute(store, run, callbacks=callbacks, inner_callbacks=stage_callbacks, stop_event=stop_event)
+    result = AblationResult.from_dict(runner.run_results(run))
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(out, indent=2) + "\n")
+        result.write(json_path)
     return result
 
 
 __all__ = ["ABLATION_KIND", "AUGMENTATIONS", "EVALUATIONS", "METHODS", "AblationCell", "AblationResult",
-           "augmentation_overrides", "colour_drop", "run_ablation"]
+           "ablation_body", "ablation_options", "augmentation_overrides", "colour_drop", "run_ablation", "run_count"]

@@ -1,4 +1,5 @@
-"""The stages BYOL Lab ships: BYOL pretraining, supervised from scratch, fine-tune, linear probe, kNN.
+"""The stages BYOL Lab ships: BYOL pretraining, supervised from scratch, fine-tune, linear probe, kNN,
+SimCLR, and the two studies built from them (the label-efficiency sweep and the colour ablation).
 
 Each is a registry entry (:mod:`byol_core.stages`) whose body wires a training loop or an
 evaluation to the run it fills. The names here are the only place the built-in stage names are
@@ -7,6 +8,7 @@ spelled out; everything else refers to these constants or looks stages up.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -119,4 +121,29 @@ SIMCLR = register(Stage(
     body=pretraining_body(pretrain_simclr, lambda model: model.encoder), sections=("data", "augment", "model", "byol", "simclr", "eval", "runtime"),
     optim_section="byol.optim", metric="knn_accuracy", metric_name="kNN accuracy", curve_metric="val_knn_accuracy", pretraining=True,
     needs_labels=False, family="SimCLR",
+))
+
+
+# Studies: stages that run the stages above many times and hold their table (byol_core.studies).
+# Their code imports the stages above, so it is imported when a study is first planned or run.
+def _study(module: str, function: str) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(*args)
+
+    return call
+
+
+SWEEP = register(Stage(
+    name="sweep", title="Label-efficiency sweep (every method at several label fractions, over seeds)",
+    method="label-efficiency sweep", body=_study("sweep", "sweep_body"),
+    parse_options=_study("sweep", "sweep_options"), sections=("data", "augment", "model", "byol", "supervised",
+                                                             "eval", "runtime"),
+    metric="", metric_name="", resumable=False, exports_encoder=False, study=True,  # no headline: a table
+))
+ABLATION = register(Stage(
+    name="ablation", title="Colour ablation (BYOL and SimCLR with and without colour augmentation, over seeds)",
+    method="colour ablation", body=_study("ablation", "ablation_body"),
+    parse_options=_study("ablation", "ablation_options"), sections=("data", "augment", "model", "byol", "simclr",
+                                                                   "supervised", "eval", "runtime"),
+    metric="", metric_name="", resumable=False, exports_encoder=False, study=True,
 ))

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed, runner
-from .ablation import run_ablation
+from .ablation import AblationResult
 from .annotations import annotate
-from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
+from .builtin_stages import ABLATION, BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR, SWEEP
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
 from .experiment import run_experiment
@@ -22,12 +22,17 @@ from .plans import plan
 from .presets import PRESETS, get_preset
 from .runs import RunStore
 from .summary import list_summaries
-from .sweep import parse_fractions, run_sweep
+from .sweep import SweepResult, parse_fractions
 from .training import Callback, TrainingError
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
-STUDIES = {"experiment": run_experiment, "sweep": run_sweep, "ablation": run_ablation}  # composite commands
+# Studies are stages: planned with their options, run as one job, their table read back from the run's results.
+STUDIES: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]], Callable[[dict[str, Any]], Any]]] = {
+    SWEEP.name: (lambda a: {"label_fractions": parse_fractions(a.label_fractions), "seeds": a.seeds},
+                 SweepResult.from_dict),
+    ABLATION.name: (lambda a: {"seeds": a.seeds}, AblationResult.from_dict),
+}
 NOTE_KINDS = ("note", "resume")  # events that carry a message for the person at the terminal
 RUN_ACTIONS = ("list", "rename", "note", "archive", "unarchive", "delete")
 
@@ -179,6 +184,15 @@ def _print_results(store: RunStore, run_id: str) -> None:
                       **status.get("results", {})}, indent=2))
 
 
+def _say(message: str) -> None:
+    print(f"== {message}", file=sys.stderr)
+
+
+def _say_study_progress(event: dict[str, Any]) -> None:
+    if event.get("kind") == "step" and event.get("doing"):
+        _say(f"[{event['step']}/{event['total_steps']} runs done] {event['doing']}")
+
+
 # Commands that run under torchrun (one process per GPU); the others are refused there.
 DISTRIBUTED_COMMANDS = ("pretrain", "resume")
 
@@ -259,24 +273,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     if stage is not None:
         spec = plan(stage, cfg, source_run=getattr(args, "from_run", None))
         run = _in_worker(lambda stop: runner.start(spec, store, callbacks=callbacks, stop_event=stop))
-    elif args.command in STUDIES:
-        # Studies run many stages in turn; each shares the progress bars and reports as it goes.
-        common = {"callbacks_for": lambda _stage: callbacks, "json_path": args.json,
-                  "progress": lambda m: print(f"== {m}", file=sys.stderr)}
-        if args.command == "sweep":
-            extra = {"label_fractions": parse_fractions(args.label_fractions), "seeds": args.seeds}
-        else:
-            extra = {"seeds": args.seeds} if args.command == "ablation" else {}
-        result = _in_worker(lambda stop: STUDIES[args.command](cfg, store, stop_event=stop, **common, **extra))
         bars.close() if bars else None
-        print(result.table())
-        if args.json:
-            written = [Path(args.json)] + ([Path(args.json).with_suffix(".csv")] if args.command == "sweep" else [])
-            print("wrote " + " and ".join(map(str, written)))
+        _print_results(store, run.id)
         return 0
-    else:  # pragma: no cover - argparse rejects other commands
-        raise AssertionError(args.command)
-    if bars:
-        bars.close()
-    _print_results(store, run.id)
+    if args.command == "experiment":
+        result = _in_worker(lambda stop: run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks,
+                                                        stop_event=stop, json_path=args.json, progress=_say))
+        written = [Path(args.json)] if args.json else []
+    else:
+        options, result_of = STUDIES[args.command]  # argparse allows no other command
+        spec = plan(args.command, cfg, options=options(args))  # bad options end here, before any run folder
+        # The study reports which run it is on; each run it starts drives the progress bars.
+        run = _in_worker(lambda stop: runner.start(spec, store, callbacks=[_say_study_progress],
+                                                   inner_callbacks=callbacks, stop_event=stop))
+        result = result_of(runner.run_results(run))
+        written = result.write(args.json) if args.json else []
+    bars.close() if bars else None
+    print(result.table())
+    if written:
+        print("wrote " + " and ".join(map(str, written)))
     return 0

@@ -10,8 +10,9 @@ changed and why. The CLI, the job manager, the worker and the dashboard all star
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import (
@@ -29,6 +30,8 @@ from .stages import Stage, get_stage
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
 DESIGN_DATA_FIELDS = ("max_train_images", "max_test_images", "label_fraction", "val_fraction")
+# What config.json's options hold for every job; the rest are the stage's own (:attr:`JobSpec.stage_options`).
+JOB_OPTION_KEYS = ("mode", "from_run")
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class JobSpec:
     label: str = ""
     changes: tuple[Change, ...] = ()
     notes: tuple[str, ...] = ()
+    stage_options: Mapping[str, Any] = field(default_factory=dict)  # checked by the stage (a sweep's fractions)
 
     @property
     def key(self) -> str:
         """Two specs with the same key are the same job: a second one while the first is active is not started."""
-        return f"{self.stage}|{self.source_run}|{to_json(self.config)}"
+        options = f"{json.dumps(dict(self.stage_options), sort_keys=True)}|" if self.stage_options else ""
+        return f"{self.stage}|{self.source_run}|{options}{to_json(self.config)}"
 
     @property
     def stage_info(self) -> Stage:
@@ -66,7 +71,12 @@ class JobSpec:
 
     def options(self) -> dict[str, Any]:
         """What config.json stores beside the config (``mode`` keeps older readers working)."""
-        return {"mode": self.stage, "from_run": self.source_run}
+        return {"mode": self.stage, "from_run": self.source_run, **self.stage_options}
+
+
+def stage_options_of(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage's own options among those config.json stores (:meth:`JobSpec.options`)."""
+    return {k: v for k, v in options.items() if k not in JOB_OPTION_KEYS}
 
 
 def _show(value: Any) -> str:
@@ -93,7 +103,8 @@ def config_diff(before: ExperimentConfig, after: ExperimentConfig, reason: str) 
 def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
          augment: AugmentConfig | None = None, source_config: ExperimentConfig | None = None,
          source_run: str | None = None, overrides: Mapping[str, Any] | None = None,
-         name: str | None = None, label: str | None = None, num_images: int | None = None) -> JobSpec:
+         name: str | None = None, label: str | None = None, num_images: int | None = None,
+         options: Mapping[str, Any] | None = None) -> JobSpec:
     """The job ``stage`` on ``base`` (a preset or a saved config), with the person's choices applied.
 
     ``source_config``: the config of a run whose network, data and views this job must share (a
@@ -101,9 +112,11 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
     ``data`` and ``augment`` are not used. ``data`` / ``augment``: the data set and views picked elsewhere (the Data page);
     the preset keeps its experiment design (caps and label fraction). ``overrides``: dotted keys,
     validated together after all are applied. ``num_images``: the training images the stage will
-    see, when known, to explain the step count.
+    see, when known, to explain the step count. ``options``: the stage's own (a sweep's
+    ``label_fractions`` and ``seeds``), checked here so a bad one never leaves a run folder behind.
     """
     info = get_stage(stage)
+    stage_options = info.check_options(options or {})
     if info.source == "required" and not source_run:
         raise ConfigError(f"{info.title} needs a pretraining run to start from: pick one (--from <run id>).")
     if info.source == "none" and source_run:
@@ -142,7 +155,7 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
     if optim is not None and num_images:
         notes.extend(_steps_note(optim, num_images))
     return JobSpec(stage=info.name, config=cfg, source_run=source_run, label=label or info.short_title,
-                   changes=tuple(changes), notes=tuple(notes))
+                   changes=tuple(changes), notes=tuple(notes), stage_options=stage_options)
 
 
 def _steps_note(optim: Any, num_images: int) -> list[str]:

@@ -22,7 +22,7 @@ from .config import ConfigError, with_overrides
 from .data import DataSplits
 from .device import resolve_device
 from .models import build_encoder
-from .plans import JobSpec, config_diff
+from .plans import JobSpec, config_diff, stage_options_of
 from .runs import Run, RunBusyError, RunStore
 from .stages import Stage, StageContext, get_stage, stage_of_record
 from .training import Callback
@@ -77,16 +77,19 @@ def check_buildable(spec: JobSpec) -> None:
 
 
 def create(store: RunStore, spec: JobSpec) -> Run:
-    """The run folder for ``spec`` (config, stage, source), queued; nothing is trained yet."""
+    """The run folder for ``spec`` (config, stage, source, options), queued; nothing is trained yet."""
+    stage = spec.stage_info
+    stage.check_options(spec.stage_options)  # a spec made without plan() is checked too
     check_source(store, spec)
     check_buildable(spec)
-    stage = spec.stage_info
     return store.create(stage.run_kind, spec.config, spec.options(), stage=stage.name)
 
 
 def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, callbacks: Sequence[Callback] = (),
-            stop_event: threading.Event | None = None) -> Run:
+            stop_event: threading.Event | None = None, inner_callbacks: Sequence[Callback] = ()) -> Run:
     """Carry out a run that has a folder, from its checkpoint when it has one.
+
+    ``callbacks`` get this run's events; ``inner_callbacks`` those of the runs a study (a sweep) starts.
 
     Everything needed is in the folder (config, stage, source run), so a job manager can hand
     this to a thread or to a worker process (:mod:`byol_core.worker`) alike. Under torchrun every
@@ -101,7 +104,7 @@ def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, call
         status = _StatusWriter(run)
         ctx = StageContext(cfg=cfg, run=run, store=store, source_run=options.get("from_run"),
                            callbacks=[status, *callbacks] if writes else [], stop_event=stop_event, splits=splits,
-                           writes=writes)
+                           writes=writes, options=stage_options_of(options), inner_callbacks=inner_callbacks)
         if not writes:
             stage.body(_data_read_by_main_first(ctx))
             return run

@@ -11,11 +11,11 @@ probe) is one :func:`register` call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .data import DataSplits, load_data
 from .runs import Run, RunStore
 from .training import Callback
@@ -42,6 +42,10 @@ class StageContext:
     stop_event: threading.Event | None = None
     splits: DataSplits | None = None
     writes: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # the stage's own options (a sweep's fractions)
+    # What a stage that starts other runs (a study) gives them: a terminal's progress bars. The job's
+    # own callbacks follow this run only, so a page's progress is not mixed with the inner runs'.
+    inner_callbacks: Sequence[Callback] = ()
 
     def data(self) -> DataSplits:
         if self.splits is None:
@@ -73,6 +77,11 @@ class StageContext:
         if self.writes:
             self.run.log(event)
 
+    def partial_results(self, results: dict[str, Any]) -> None:
+        """Results so far, in status.json while the run goes on: a page can draw a study's table as it fills."""
+        if self.writes:
+            self.run.set_status("running", results=results)
+
     def checkpoint(self) -> dict[str, Any] | None:
         """The run's own checkpoint when it is being resumed, else None (a fresh start)."""
         return self.run.load_checkpoint() if self.run.checkpoint_path.exists() else None
@@ -82,6 +91,7 @@ class StageContext:
 
 
 StageBody = Callable[[StageContext], dict[str, Any]]
+OptionsCheck = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,10 @@ class Stage:
     needs_labels: bool = True        # trains or scores with class labels
     exports_encoder: bool = True     # leaves an encoder.pt that can be embedded, probed or fine-tuned
     family: str = ""                 # the method family its name starts with ("BYOL", "SimCLR")
+    # Checks and completes the stage's own options (a sweep's label fractions and seeds); a ConfigError
+    # names a bad one. None: the stage takes no options.
+    parse_options: OptionsCheck | None = field(default=None, repr=False)
+    study: bool = False              # runs other stages many times; its results are a table of rows
 
     def __post_init__(self) -> None:
         if self.source not in SOURCE_USES:
@@ -124,6 +138,14 @@ class Stage:
         if source_family and self.family and self.source != "none" and self.method.startswith(self.family):
             return source_family + self.method[len(self.family):]
         return self.method
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The stage's options, checked and completed with its defaults; a ConfigError says what is wrong."""
+        if self.parse_options is None:
+            if options:
+                raise ConfigError(f"{self.short_title} takes no options; drop {', '.join(sorted(options))}.")
+            return {}
+        return self.parse_options(options)
 
     def headline(self, results: dict[str, Any]) -> float | None:
         value = results.get(self.metric) if isinstance(results, dict) else None

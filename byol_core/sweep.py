@@ -4,8 +4,11 @@ For each seed one BYOL pretraining runs (it never looks at labels, so every frac
 then, at each label fraction: supervised from scratch, BYOL fine-tuned, BYOL linear probe, BYOL
 kNN, random-init kNN, and the raw-pixel floors (logistic regression and kNN). Seed ``i`` trains
 with ``cfg.seed + i``; ``data.split_seed`` stays, so the test, validation and labelled subsets are
-the same for every seed and the methods' values are paired by seed. Every stage run is an
-ordinary run folder; a summary run of kind ``"sweep"`` holds the table in its status.
+the same for every seed and the methods' values are paired by seed.
+
+The sweep is a stage (:mod:`byol_core.studies`): ``plan("sweep", cfg, options={"label_fractions":
+[...], "seeds": n})`` makes it a job like any other, and its run (kind ``"sweep"``) holds the table in
+its status. Every stage run it starts is an ordinary run folder.
 """
 
 from __future__ import annotations
@@ -16,27 +19,30 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import runner
-from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
+from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SWEEP
 from .config import ConfigError, ExperimentConfig, with_overrides
-from .data import DataSplits, load_data
+from .data import load_data
 from .floors import PIXEL_KNN, PIXEL_LOGISTIC, pixel_knn_accuracy, pixel_logistic_accuracy
 from .plans import plan
-from .runs import Run, RunStore
-from .stages import get_stage
+from .runs import RunStore
+from .stages import StageContext
 from .stats import Summary, summarize
+from .studies import StudyRuns, check_fractions, check_known, check_seeds
 from .training import Callback
 
-SWEEP_KIND = "sweep"
+SWEEP_KIND = SWEEP.name  # the stage's name and its run's kind
+OPTIONS = ("label_fractions", "seeds")
+DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
+DEFAULT_SEEDS = 3
 BYOL_KNN = BYOL.method  # kNN of the seed's BYOL encoder, scored at each fraction
 # Table order: the learned methods, then the baselines and floors they must beat.
 METHODS = (FINETUNE.method, LINEAR.method, BYOL_KNN, SCRATCH.method, KNN.method, PIXEL_LOGISTIC, PIXEL_KNN)
-CallbackFactory = Callable[[str], Sequence[Callback]]
 
 
 @dataclass
@@ -59,6 +65,11 @@ class SweepRow:
     def summary(self) -> Summary | None:
         return summarize(self.values) if self.values else None
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SweepRow:
+        return cls(d["method"], d["label_fraction"], d.get("labelled_images", 0), list(d.get("seeds", [])),
+                   list(d.get("values", [])), list(d.get("run_ids", [])))
+
     def to_dict(self) -> dict[str, Any]:
         s = self.summary()
         return {"method": self.method, "label_fraction": self.label_fraction, "labelled_images": self.labelled_images,
@@ -79,6 +90,15 @@ class SweepResult:
     byol_runs: list[str] = field(default_factory=list)
     rows: list[SweepRow] = field(default_factory=list)
     wall_seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SweepResult:
+        """A result back from :meth:`to_dict` (a sweep run's results)."""
+        return cls(run_id=d["run_id"], dataset=d["dataset"], config_name=d["config_name"],
+                   label_fractions=list(d["label_fractions"]), seeds=list(d["seeds"]),
+                   test_images=d.get("test_images", 0), val_images=d.get("val_images", 0),
+                   byol_runs=list(d.get("byol_runs", [])), rows=[SweepRow.from_dict(r) for r in d.get("rows", [])],
+                   wall_seconds=d.get("wall_seconds", 0.0))
 
     def find(self, method: str, label_fraction: float) -> SweepRow | None:
         return next((r for r in self.rows if r.method == method and r.label_fraction == label_fraction), None)
@@ -112,6 +132,15 @@ class SweepResult:
                              ";".join(map(str, d["seeds"])), ";".join(r or "" for r in d["run_ids"])])
         return out.getvalue()
 
+    def write(self, json_path: str | Path) -> list[Path]:
+        """The result as JSON at ``json_path`` and as CSV beside it (same name, ``.csv``); both paths."""
+        json_file = Path(json_path)
+        csv_file = json_file.with_suffix(".csv")
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        csv_file.write_text(self.csv_text())
+        return [json_file, csv_file]
+
     def table(self) -> str:
         """Test accuracy in %, method by label fraction: ``mean ± half-width of the 95% CI (n seeds)``."""
         head = [f"{'method':<30}"] + [f"{f'{100 * f:g}% labels':>20}" for f in self.label_fractions]
@@ -138,120 +167,107 @@ def _cell(s: Summary | None) -> str:
 
 def parse_fractions(text: str) -> list[float]:
     """``"0.01,0.1,1"`` as sorted distinct fractions; a ConfigError names a bad one."""
-    out = set()
+    values: list[float] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:
-            value = float(part)
+            values.append(float(part))
         except ValueError:
             raise ConfigError(f"--label-fractions: {part!r} is not a number (e.g. 0.01,0.1,1).") from None
-        if not 0.0 < value <= 1.0:
-            raise ConfigError(f"--label-fractions: {part} is outside (0, 1].")
-        out.add(value)
-    if not out:
-        raise ConfigError("--label-fractions is empty; give e.g. 0.01,0.1,1.")
-    return sorted(out)
+    return check_fractions(values)
+
+
+def sweep_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep's options checked and completed: ``label_fractions`` in (0, 1] and ``seeds`` >= 1."""
+    check_known(options, OPTIONS, "label-efficiency sweep")
+    return {"label_fractions": check_fractions(options.get("label_fractions", DEFAULT_FRACTIONS)),
+            "seeds": check_seeds(options.get("seeds", DEFAULT_SEEDS))}
+
+
+def run_counts(num_fractions: int, seeds: int) -> dict[str, int]:
+    """The runs a sweep starts, by what they are: per seed one pretraining, per fraction five more."""
+    per_fraction = seeds * num_fractions
+    return {"BYOL pretrainings": seeds, "supervised trainings and linear probes": 3 * per_fraction,
+            "kNN evaluations": 2 * per_fraction}
 
 
 class _Sweeper:
     """Runs one sweep's stages into the store and records each headline number in the result."""
 
-    def __init__(self, cfg: ExperimentConfig, store: RunStore, result: SweepResult, summary_run: Run,
-                 callbacks_for: CallbackFactory, stop_event: threading.Event | None,
-                 say: Callable[[str], None]) -> None:
-        self.cfg, self.store, self.result, self.summary_run = cfg, store, result, summary_run
-        self.callbacks_for, self.stop_event, self.say = callbacks_for, stop_event, say
+    def __init__(self, ctx: StageContext, result: SweepResult, runs: StudyRuns) -> None:
+        self.ctx, self.result, self.runs = ctx, result, runs
         self.floors: dict[tuple[str, float], float | None] = {}  # floors do not depend on the seed
-
-    def stopped(self) -> bool:
-        return self.stop_event is not None and self.stop_event.is_set()
-
-    def stage(self, stage: str, cfg: ExperimentConfig, splits: DataSplits, name: str,
-              source_run: str | None = None) -> tuple[float | None, str]:
-        spec = plan(stage, cfg, source_run=source_run, name=name)
-        run = runner.start(spec, self.store, splits=splits, callbacks=self.callbacks_for(stage),
-                           stop_event=self.stop_event)
-        return get_stage(stage).headline(runner.run_results(run)), run.id
 
     def record(self, method: str, fraction: float, seed: int, labelled: int, value: float | None,
                run_id: str | None) -> None:
         row = self.result.row(method, fraction)
         row.labelled_images = labelled
         row.add(seed, value, run_id)
-        self.summary_run.log({"kind": "row", "method": method, "label_fraction": fraction, "seed": seed,
-                              "accuracy": value, "run_id": run_id})
+        self.ctx.log({"kind": "row", "method": method, "label_fraction": fraction, "seed": seed,
+                      "accuracy": value, "run_id": run_id})
 
     def seed(self, seed: int) -> None:
-        cfg = dataclasses.replace(self.cfg, seed=seed)
-        base_name = f"{self.cfg.name}-s{seed}"
-        self.say(f"seed {seed}: BYOL pretraining")
-        _, byol_run = self.stage(BYOL.name, cfg, load_data(cfg.data), base_name)
-        self.result.byol_runs.append(byol_run)
+        cfg = dataclasses.replace(self.ctx.cfg, seed=seed)
+        base_name = f"{self.ctx.cfg.name}-s{seed}"
+        _, byol_run = self.runs.start(plan(BYOL.name, cfg, name=base_name), self.ctx.data(),
+                                      f"seed {seed}: BYOL pretraining")
+        self.result.byol_runs.append(byol_run.id)
         for fraction in self.result.label_fractions:
-            if self.stopped():
+            if self.runs.stopped():
                 return
             fraction_cfg = with_overrides(cfg, {"data.label_fraction": fraction})
             splits = load_data(fraction_cfg.data)
             labelled = len(splits.labelled_train)
             name = f"{base_name}-f{fraction:g}"
-            steps = ((FINETUNE.method, FINETUNE.name, byol_run), (LINEAR.method, LINEAR.name, byol_run),
-                     (BYOL_KNN, KNN.name, byol_run), (SCRATCH.method, SCRATCH.name, None),
+            steps = ((FINETUNE.method, FINETUNE.name, byol_run.id), (LINEAR.method, LINEAR.name, byol_run.id),
+                     (BYOL_KNN, KNN.name, byol_run.id), (SCRATCH.method, SCRATCH.name, None),
                      (KNN.method, KNN.name, None))
             for method, stage, source in steps:
-                if self.stopped():
+                if self.runs.stopped():
                     return
-                self.say(f"seed {seed}, {100 * fraction:g}% labels ({labelled} images): {method}")
-                value, run_id = self.stage(stage, fraction_cfg, splits, name, source)
-                self.record(method, fraction, seed, labelled, value, run_id)
+                spec = plan(stage, fraction_cfg, source_run=source, name=name)
+                value, run = self.runs.start(spec, splits, f"seed {seed}, {100 * fraction:g}% labels "
+                                                           f"({labelled} images): {method}")
+                self.record(method, fraction, seed, labelled, value, run.id)
             for method, floor in ((PIXEL_LOGISTIC, pixel_logistic_accuracy), (PIXEL_KNN, pixel_knn_accuracy)):
                 if (method, fraction) not in self.floors:
                     self.floors[(method, fraction)] = floor(splits, fraction_cfg)
                 self.record(method, fraction, seed, labelled, self.floors[(method, fraction)], None)
 
 
-def run_sweep(cfg: ExperimentConfig, store: RunStore, label_fractions: Sequence[float], seeds: int, *,
-              callbacks_for: CallbackFactory | None = None, stop_event: threading.Event | None = None,
-              json_path: str | Path | None = None,
-              progress: Callable[[str], None] | None = None) -> SweepResult:
-    """Run the sweep (``seeds`` seeds from ``cfg.seed``) and return, store and optionally write its table.
+def sweep_body(ctx: StageContext) -> dict[str, Any]:
+    """The ``sweep`` stage: every seed and fraction into ``ctx.run``'s results (partial ones as it goes)."""
+    options = sweep_options(ctx.options)
+    fractions, seeds = options["label_fractions"], options["seeds"]
+    t_start = time.perf_counter()
+    splits = ctx.data()
+    cfg = ctx.cfg
+    result = SweepResult(run_id=ctx.run.id, dataset=splits.name, config_name=cfg.name, label_fractions=fractions,
+                         seeds=[cfg.seed + i for i in range(seeds)], test_images=len(splits.test),
+                         val_images=len(splits.val))
+    runs = StudyRuns(ctx, SWEEP_KIND, sum(run_counts(len(fractions), seeds).values()))
+    sweeper = _Sweeper(ctx, result, runs)
+    for seed in result.seeds:
+        if runs.stopped():
+            break
+        sweeper.seed(seed)
+        ctx.partial_results(result.to_dict())  # the table so far, for the dashboard
+    result.wall_seconds = time.perf_counter() - t_start
+    runs.finish()
+    return {**result.to_dict(), "_stopped": runs.cut_short}
 
+
+def run_sweep(cfg: ExperimentConfig, store: RunStore, label_fractions: Sequence[float], seeds: int, *,
+              callbacks: Sequence[Callback] = (), stage_callbacks: Sequence[Callback] = (),
+              stop_event: threading.Event | None = None, json_path: str | Path | None = None) -> SweepResult:
+    """The sweep as a job in this thread (``seeds`` seeds from ``cfg.seed``): plan, run, and its table.
+
+    ``callbacks`` follow the sweep's progress (runs done), ``stage_callbacks`` every run it starts.
     ``json_path``: also write the result as JSON there and as CSV beside it (same path, ``.csv``).
     """
-    if seeds < 1:
-        raise ConfigError(f"--seeds = {seeds}; run at least one seed.")
-    fractions = parse_fractions(",".join(map(str, label_fractions)))
-    t_start = time.perf_counter()
-    say = progress or (lambda _msg: None)
-    summary_run = store.create(SWEEP_KIND, cfg, {"label_fractions": fractions, "seeds": seeds})
-    with summary_run.claim():  # its status reads "running" only while this process holds it
-        summary_run.set_status("running", started=time.time())
-        try:
-            splits = load_data(cfg.data)
-            result = SweepResult(run_id=summary_run.id, dataset=splits.name, config_name=cfg.name,
-                                 label_fractions=fractions, seeds=[cfg.seed + i for i in range(seeds)],
-                                 test_images=len(splits.test), val_images=len(splits.val))
-            sweeper = _Sweeper(cfg, store, result, summary_run, callbacks_for or (lambda _stage: ()),
-                               stop_event, say)
-            for seed in result.seeds:
-                if sweeper.stopped():
-                    break
-                sweeper.seed(seed)
-                summary_run.set_status("running", results=result.to_dict())  # partial table, for the dashboard
-        except BaseException as exc:  # a crash or Ctrl-C twice: the summary run says how it ended
-            summary_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        result.wall_seconds = time.perf_counter() - t_start
-        state = "stopped" if sweeper.stopped() else "finished"
-        summary_run.set_status(state, results=result.to_dict(), finished=time.time())
+    spec = plan(SWEEP_KIND, cfg, options={"label_fractions": list(label_fractions), "seeds": seeds})
+    run = runner.create(store, spec)
+    runner.execute(store, run, callbacks=callbacks, inner_callbacks=stage_callbacks, stop_event=stop_event)
+    result = SweepResult.from_dict(runner.run_results(run))
     if json_path is not None:
-        write_outputs(result, json_path)
+        result.write(json_path)
     return result
-
-
-def write_outputs(result: SweepResult, json_path: str | Path) -> tuple[Path, Path]:
-    """The result as JSON at ``json_path`` and as CSV beside it; returns both paths."""
-    json_file = Path(json_path)
-    csv_file = json_file.with_suffix(".csv")
-    json_file.parent.mkdir(parents=True, exist_ok=True)
-    json_file.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    csv_file.write_text(result.csv_text())
-    return json_file, csv_file

@@ -48,16 +48,19 @@ def draw_training_charts(run: Run, stage_name: str, key: str) -> bool:
 
 
 def job_status(manager: JobManager, job: Job) -> None:
-    """Title, state, Stop/Resume, and the progress line (step, img/s, ETA)."""
+    """Title, state, Stop/Resume, and the progress line (step, img/s, ETA; a study's runs done)."""
     p = job.progress()
+    stage = get_stage(job.stage)
     head, buttons = st.columns([4, 1], vertical_alignment="center")
     head.markdown(f"**{job.label}** · {BADGES.get(job.state, job.state)} · `{job.id}`")
     if job.active:
         if buttons.button("Stop", key=f"stop.{job.id}", icon=":material/stop:",
-                          help="Saves a checkpoint; the run can be resumed."):
+                          help="Saves a checkpoint; the run can be resumed." if stage.resumable else
+                          "Stops it; this kind of job cannot be resumed (a study keeps its table so far)."):
             manager.stop(job.id)
             st.toast(f"Stopping {job.id}…")
-    elif job.state == "stopped" and buttons.button("Resume", key=f"resume.{job.id}", icon=":material/play_arrow:"):
+    elif job.state == "stopped" and stage.resumable and buttons.button("Resume", key=f"resume.{job.id}",
+                                                                       icon=":material/play_arrow:"):
         with state.user_errors("Could not resume: "):
             manager.resume(job.id)
             st.rerun()
@@ -70,7 +73,10 @@ def job_status(manager: JobManager, job: Job) -> None:
     running = job.state == "running"
     speed = f" · {img_per_s:.0f} img/s" if img_per_s and running else ""
     eta = f" · ETA {tables.format_seconds(p['eta_s'])}" if running and p.get("eta_s") else ""
-    if total:
+    if total and stage.study:  # a sweep or ablation counts its runs, and says which one is under way
+        doing = job.last_event.get("doing") if running else None
+        text = f"{step}/{total} runs done{eta}" + (f" · now: {doing}" if doing else "")
+    elif total:
         text = f"step {step}/{total}{speed}{eta}"
     else:  # stages without steps (kNN evaluation), or a job still loading its data
         text = "starting…" if running else job.state
@@ -78,10 +84,18 @@ def job_status(manager: JobManager, job: Job) -> None:
 
 
 def job_charts(job: Job) -> None:
+    stage = get_stage(job.stage)
+    if stage.study:  # its runs have their own charts; its table is drawn on the Compare page
+        if job.state == "finished":
+            st.success(f"Finished: {job.progress()['total_steps']} runs. The table and chart with their intervals "
+                       "are on the Compare page.", icon=":material/check_circle:")
+        elif job.state == "running":
+            st.caption("Each run it starts is listed under All runs below; the Compare page draws the table as "
+                       "it fills.")
+        return
     if not draw_training_charts(job.run, job.stage, key=f"chart.{job.id}") and job.state == "running":
         st.caption(f"Starting: loading data and building the network (charts appear within "
                    f"{CHART_SECONDS:.0f} s of the first steps)…")
-    stage = get_stage(job.stage)
     results = job.run.read_status().get("results") or {}
     value = stage.headline(results)
     if job.state == "finished" and value is not None:

@@ -11,6 +11,7 @@ from byol_core.plans import plan
 from byol_core.presets import get_preset
 from byol_core.summary import list_summaries
 from dashboard import charts, job_cards, state, tables
+from dashboard.study_panel import study_section  # start a sweep or ablation, draw their tables
 
 manager = state.get_manager()
 store = manager.store
@@ -31,6 +32,7 @@ if not datasets:
     st.info("No finished runs yet. Start BYOL and a supervised baseline on the **Train** page.",
             icon=":material/info:")
     st.page_link("views/train.py", label="Go to Train", icon=":material/arrow_forward:")
+    study_section(manager, summaries)  # a study can be the first thing started
     st.stop()
 
 c1, c2 = st.columns([1, 2])
@@ -75,6 +77,7 @@ _wait_for_evaluation()
 
 if not shown:
     st.info(f"No finished run with a test accuracy on {dataset} yet.", icon=":material/info:")
+    study_section(manager, summaries)
     st.stop()
 
 # --------------------------------------------------------------------------- headline
@@ -154,34 +157,4 @@ for column, (pretraining, title) in zip(columns, ((True, "Pretraining (kNN on va
             st.caption("No per-epoch accuracies logged yet.")
 
 # --------------------------------------------------------------------------- sweeps and ablations
-studies = [s for s in summaries if s.kind in ("sweep", "ablation") and s.results.get("rows")]
-st.subheader("Label efficiency and the colour ablation")
-if not studies:
-    st.caption("Sweeps and ablations run from the command line and show up here: "
-               "`python -m byol_core sweep --preset digits-quick --label-fractions 0.01,0.1,1 --seeds 3` "
-               "(accuracy against the share of labels, every method, 95% intervals over seeds) and "
-               "`python -m byol_core ablation --preset cpu-quick --seeds 3` (BYOL and SimCLR with and without "
-               "colour augmentation).")
-else:
-    by_study = {s.id: s for s in studies}
-    chosen = st.selectbox("Study", list(by_study), key="compare.study",
-                          format_func=lambda r: f"{by_study[r].kind} · {by_study[r].dataset} · {by_study[r].state} · {r}")
-    study = by_study[chosen]
-    rows = [r for r in study.results["rows"] if r.get("mean") is not None]
-    if study.kind == "sweep":
-        st.plotly_chart(charts.label_efficiency(rows), key="compare.sweep", config={"displayModeBar": False})
-        st.caption(f"Test accuracy on {study.results.get('test_images', '?')} test images; bands are 95% t-intervals "
-                   f"over seeds {study.results.get('seeds')}. A band that overlaps another is a difference "
-                   "these seeds cannot tell from noise.")
-    else:
-        for evaluation in dict.fromkeys(r.get("evaluation") for r in rows):
-            part = [r for r in rows if r.get("evaluation") == evaluation]
-            st.markdown(f"**{evaluation}**")
-            st.plotly_chart(charts.ablation_bars(part), key=f"compare.ablation.{evaluation}",
-                            config={"displayModeBar": False})
-        for drop in study.results.get("drops", []):
-            st.caption(f"{drop.get('method')} ({drop.get('evaluation')}): full − no-colour "
-                       f"{100 * (drop.get('mean') or 0):+.1f} points, {drop.get('verdict', '')}")
-    st.dataframe([{k: r.get(k) for k in ("method", "label_fraction", "augmentation", "evaluation", "n", "mean",
-                                          "std", "ci95") if k in r} for r in rows], hide_index=True,
-                 key="compare.study_table")
+study_section(manager, summaries)

@@ -1,0 +1,159 @@
+"""The Compare page's studies: start a label-efficiency sweep (or the colour ablation) as a job, draw their tables.
+
+A study is a job like a training (:mod:`byol_core.studies`): the form only collects choices,
+:func:`byol_core.plans.plan` checks them, and the job manager runs it and refuses a duplicate. Its
+progress is on the Train page's job list and, while it runs, here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import streamlit as st
+
+from byol_core.ablation import run_count as ablation_run_count
+from byol_core.builtin_stages import ABLATION, SWEEP
+from byol_core.jobs import Job, JobManager
+from byol_core.plans import JobSpec, plan
+from byol_core.presets import PRESETS, get_preset
+from byol_core.summary import RunSummary
+from byol_core.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, run_counts
+from dashboard import charts, job_cards, state
+
+FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+MAX_SEEDS = 5
+FALLBACK_PRESET = "byol-paper"  # as on the Train page: the preset tuned for the data set, else the paper's
+STUDIES = (SWEEP, ABLATION)
+KEY = "compare.new_study"  # prefix of the form's widget keys
+
+
+def _default_preset(dataset: str) -> str:
+    return os.environ.get("BYOL_DEFAULT_PRESET") or state.TUNED_PRESET.get(dataset, FALLBACK_PRESET)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:g}%"
+
+
+def _what_it_runs(spec: JobSpec) -> str:
+    """How many runs the study starts, by kind: the person's measure of how long it takes."""
+    seeds = spec.stage_options["seeds"]
+    if spec.stage == SWEEP.name:
+        counts = run_counts(len(spec.stage_options["label_fractions"]), seeds)
+        total = sum(counts.values())
+        trainings = total - counts["kNN evaluations"]
+        parts = ", ".join(f"{n} {what}" for what, n in counts.items()) + " (seconds each)"
+    else:
+        total = trainings = ablation_run_count(seeds)
+        parts = f"{total // 2} pretrainings (BYOL and SimCLR, with and without colour) and a linear probe from each"
+    return (f"{total} runs: {parts}. About as long as {trainings} Train-page jobs of this preset one after another; "
+            "it holds a job slot, so other jobs queue behind it.")
+
+
+def study_form(manager: JobManager) -> None:
+    """Choose a study, its preset, label fractions, seeds and pretraining length; Start submits it."""
+    data_cfg = state.get_data_cfg()
+    if st.session_state.get(f"{KEY}.preset_for") != data_cfg.name:  # a new data set: start from its own preset
+        st.session_state.pop(f"{KEY}.preset", None)
+        st.session_state[f"{KEY}.preset_for"] = data_cfg.name
+    default = _default_preset(data_cfg.name)
+    with st.container(border=True):
+        st.markdown("**Run a label-efficiency sweep** (or the colour ablation)")
+        by_name = {s.name: s for s in STUDIES}
+        study = by_name[st.radio("Study", list(by_name), format_func=lambda n: by_name[n].title, key=f"{KEY}.kind")]
+        c1, c2, c3, c4 = st.columns([2, 3, 1, 2])
+        preset = c1.selectbox("Preset", list(PRESETS), index=list(PRESETS).index(default) if default in PRESETS else 0,
+                              key=f"{KEY}.preset", help="Starts from the preset tuned for the Data page's data set, "
+                                                         "as the Train page does; tiny: seconds-long smoke runs.")
+        options: dict = {}
+        if study.name == SWEEP.name:
+            options["label_fractions"] = c2.multiselect(
+                "Label fractions", FRACTION_CHOICES, default=list(DEFAULT_FRACTIONS), format_func=_percent,
+                key=f"{KEY}.fractions", help="Shares of the training labels each method may use.")
+        options["seeds"] = int(c3.number_input("Seeds", min_value=1, max_value=MAX_SEEDS, value=DEFAULT_SEEDS,
+                                               step=1, key=f"{KEY}.seeds",
+                                               help="Training seeds from the preset's; 3 or more give intervals."))
+        base = get_preset(preset)
+        epochs = c4.number_input("Pretraining epochs", min_value=0.01, max_value=10000.0,
+                                 value=float(base.byol.optim.epochs), step=1.0, format="%g",
+                                 key=f"{KEY}.epochs.{preset}", help="Fewer epochs: a quicker, rougher study.")
+        spec = None
+        with state.user_errors("Settings: "):
+            spec = plan(study.name, base, data=data_cfg, augment=state.get_augment_cfg(),
+                        overrides={"byol.optim.epochs": epochs}, options=options,
+                        name=f"{study.name}-{data_cfg.name}", label=f"{study.short_title} · {preset}")
+        if spec is not None:
+            st.caption(f"Data: **{spec.config.data.name}** with the Data page's views "
+                       f"({spec.config.augment.image_size} px). Starts {_what_it_runs(spec)}")
+        duplicate = spec is not None and manager.find_active(spec) is not None
+        if st.button("Start", type="primary", icon=":material/play_arrow:", key=f"{KEY}.start",
+                     disabled=spec is None or duplicate,
+                     help="This exact study is already running." if duplicate else None) and spec is not None:
+            with state.user_errors("Could not start: "):
+                job = manager.submit(spec)
+                st.toast(f"Started {job.label} ({job.id}); its progress is on the Train page.",
+                         icon=":material/play_arrow:")
+                st.rerun()
+        if duplicate:
+            st.caption("This exact study is already queued or running.")
+
+
+def _active_studies(manager: JobManager) -> list[Job]:
+    return [j for j in manager.jobs() if j.active and j.stage in {s.name for s in STUDIES}]
+
+
+@st.fragment(run_every=job_cards.PROGRESS_SECONDS)
+def _study_progress(manager: JobManager, shown: frozenset[str]) -> None:
+    """The running studies' progress lines; the page redraws when one ends (its table is then complete)."""
+    active = _active_studies(manager)
+    if {j.id for j in active} != shown:
+        st.rerun(scope="app")
+    for job in active:
+        job_cards.job_status(manager, job)
+
+
+def study_results(summaries: Sequence[RunSummary]) -> None:
+    """The chosen sweep's accuracy against label fraction with bands, or the ablation's bars and drops."""
+    studies = [s for s in summaries if s.kind in (SWEEP.run_kind, ABLATION.run_kind) and s.results.get("rows")]
+    if not studies:
+        st.caption("No study with results yet. Start one above, or from the command line: "
+                   "`python -m byol_core sweep --preset digits-quick --label-fractions 0.01,0.1,1 --seeds 3` "
+                   "(accuracy against the share of labels, every method, 95% intervals over seeds) and "
+                   "`python -m byol_core ablation --preset cpu-quick --seeds 3` (BYOL and SimCLR with and without "
+                   "colour augmentation).")
+        return
+    by_study = {s.id: s for s in studies}
+    chosen = st.selectbox("Study", list(by_study), key="compare.study",
+                          format_func=lambda r: f"{by_study[r].kind} · {by_study[r].dataset} · {by_study[r].state} · {r}")
+    study = by_study[chosen]
+    rows = [r for r in study.results["rows"] if r.get("mean") is not None]
+    if study.kind == SWEEP.run_kind:
+        st.plotly_chart(charts.label_efficiency(rows), key="compare.sweep", config={"displayModeBar": False})
+        st.caption(f"Test accuracy on {study.results.get('test_images', '?')} test images; bands are 95% t-intervals "
+                   f"over seeds {study.results.get('seeds')}. A band that overlaps another is a difference "
+                   "these seeds cannot tell from noise.")
+    else:
+        for evaluation in dict.fromkeys(r.get("evaluation") for r in rows):
+            part = [r for r in rows if r.get("evaluation") == evaluation]
+            st.markdown(f"**{evaluation}**")
+            st.plotly_chart(charts.ablation_bars(part), key=f"compare.ablation.{evaluation}",
+                            config={"displayModeBar": False})
+        for drop in study.results.get("drops", []):
+            st.caption(f"{drop.get('method')} ({drop.get('evaluation')}): full − no-colour "
+                       f"{100 * (drop.get('mean') or 0):+.1f} points, {drop.get('verdict', '')}")
+    if study.state == "running":
+        st.caption("Still running: the table so far, filled in as each seed finishes.")
+    st.dataframe([{k: r.get(k) for k in ("method", "label_fraction", "augmentation", "evaluation", "n", "mean",
+                                          "std", "ci95") if k in r} for r in rows], hide_index=True,
+                 key="compare.study_table")
+
+
+def study_section(manager: JobManager, summaries: Sequence[RunSummary]) -> None:
+    """The whole section: the form, running studies' progress, and the chosen study's results."""
+    st.subheader("Label efficiency and the colour ablation")
+    study_form(manager)
+    active = _active_studies(manager)
+    if active:
+        _study_progress(manager, frozenset(j.id for j in active))
+    study_results(summaries)
