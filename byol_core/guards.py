@@ -104,16 +104,32 @@ def check_job(stage: Stage | str, cfg: ExperimentConfig, facts: DataFacts) -> li
     return guards
 
 
+def _offline_splits(spec: JobSpec) -> DataSplits | None:
+    """The job's own data, loaded without downloading (cached in-process); None when it is not here yet."""
+    try:
+        return load_data(dataclasses.replace(spec.config.data, download=False))
+    except (DataError, ValueError, OSError):
+        return None
+
+
 def check_spec(spec: JobSpec) -> list[Guard]:
-    """:func:`check_job` for a planned job, on its own data (loaded offline; cached in-process).
+    """:func:`check_job` for a planned job, on its own data.
 
     Data that cannot be loaded without a download gives no guards: the job says what is missing when it starts.
     """
-    try:
-        splits = load_data(dataclasses.replace(spec.config.data, download=False))
-    except (DataError, ValueError, OSError):
-        return []
-    return check_job(spec.stage_info, spec.config, data_facts(splits))
+    splits = _offline_splits(spec)
+    return [] if splits is None else check_job(spec.stage_info, spec.config, data_facts(splits))
+
+
+def training_images(spec: JobSpec) -> int | None:
+    """Images one epoch of the job's stage goes through (the labelled ones for stages that need labels), so
+    the plan can say how epochs turn into steps; None when the data is not here or the stage does not train."""
+    splits = _offline_splits(spec)
+    if splits is None or spec.stage_info.optim_section is None:
+        return None
+    if spec.stage_info.needs_labels:
+        return len(splits.labelled_train)
+    return len(splits.pretrain_images())
 
 
 def chance_note(accuracy: float | None, n_test: int | None, num_classes: int | None) -> str | None:

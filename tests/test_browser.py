@@ -60,6 +60,13 @@ def _goto(page, title: str) -> None:
     settle(page)
 
 
+def _pick(page, label: str, option_text: str) -> None:
+    """Open a select box by its label and choose the first option containing ``option_text``."""
+    page.get_by_label(label).first.click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    settle(page)
+
+
 def _no_error_boxes(page) -> None:
     errors = page.locator('[data-testid="stAlertContentError"]')
     assert errors.count() == 0, [errors.nth(i).inner_text() for i in range(errors.count())]
@@ -72,6 +79,9 @@ def _shot(page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     return path
 
+
+CONFUSION_MATRIX_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
+    gd => ((gd.layout || {}).title || {}).text === 'Confusion matrix')"""
 
 CHART_HAS_POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
     gd => (gd.data || []).some(t => t.x && t.x.length > 0))"""
@@ -135,10 +145,7 @@ def _download_and_load_each_family(page, runs_dir: Path, tmp_path: Path) -> None
     """Train page: pick each run, click Download encoder, load the file with the page's snippet elsewhere."""
     for family, (run_id, images, expected) in _finished_encoder_runs(runs_dir).items():
         _goto(page, "Train")
-        picker = page.get_by_label("Charts of a run")
-        picker.click()
-        page.get_by_role("option", name=run_id).first.click()
-        settle(page)
+        _pick(page, "Charts of a run", run_id)
         button = page.get_by_role("button", name="Download encoder")
         button.first.wait_for(timeout=60_000)
         with page.expect_download(timeout=60_000) as download:
@@ -158,7 +165,8 @@ def _download_and_load_each_family(page, runs_dir: Path, tmp_path: Path) -> None
         torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4, msg=f"{family}: other embeddings")
 
 
-def test_dashboard_in_chromium(server):
+def test_dashboard_in_chromium(server, tmp_path):
+    runs_dir = tmp_path / "runs"  # the server's BYOL_RUNS_DIR
     _need(CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -190,14 +198,46 @@ def test_dashboard_in_chromium(server):
             settle(page)
             page.get_by_text("Supervised from scratch (baseline)").click()
             settle(page)
+            # Before Start: what the job changes from its preset, and why.
+            page.get_by_text("What this job changes from the tiny preset").first.click()
+            page.get_by_text("steps because min_steps").first.wait_for(timeout=30_000)
+            settle(page)
+            _shot(page, "2a-config-diff.png")
             page.get_by_role("button", name="Start", exact=True).click()
             page.get_by_text("Finished: test accuracy").first.wait_for(timeout=600_000)
             settle(page)
             _no_error_boxes(page)
             _shot(page, "2-train.png")
 
-            # Compare: both runs in the chart and the table, plus the random-init kNN floor.
+            # The baseline's own panel: a name, its config against the BYOL run's, and where it fails.
+            _pick(page, "Charts of a run", "supervised")
+            page.get_by_label("Name", exact=True).fill("baseline, 2 epochs")
+            page.get_by_role("button", name="Save name and note").click()
+            page.get_by_text("baseline, 2 epochs").first.wait_for(timeout=30_000)
+            settle(page)
+            _pick(page, "Diff against", "byol")
+            page.locator('[data-testid="stDataFrame"]').last.wait_for(timeout=30_000)
+            page.get_by_text("Where it fails").first.click()
+            page.get_by_text("Misclassified test images").first.wait_for(timeout=120_000)
+            settle(page)
+            assert page.evaluate(CONFUSION_MATRIX_DRAWN), "no plot titled 'Confusion matrix'"
+            _no_error_boxes(page)
+            _shot(page, "2b-run-details-and-errors.png")
+
+            # Compare: a label-efficiency sweep over two seeds, started from its form, fills the page with seeds.
             _goto(page, "Compare")
+            page.get_by_label("Seeds", exact=True).fill("2")
+            page.get_by_label("Seeds", exact=True).press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Start", exact=True).click()
+            page.get_by_text("bands are 95%").first.wait_for(timeout=900_000)
+            page.wait_for_function("() => !document.body.innerText.includes('Still running: the table so far')",
+                                   timeout=900_000)
+            settle(page)
+            _no_error_boxes(page)
+            _shot(page, "3a-compare-sweep.png")
+
+            # Both runs in the chart and the table, plus the random-init kNN floor.
             page.get_by_role("button", name="Run random-init kNN").click()
             page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=600_000)
             settle(page)
@@ -236,5 +276,8 @@ def test_dashboard_in_chromium(server):
             assert page.get_by_text("Selected: class").count() >= 1
             _no_error_boxes(page)
             _shot(page, "5-embeddings-umap.png")
+
+            # Take each backbone family's encoder away and load it, as a user would, in a fresh process.
+            _download_and_load_each_family(page, runs_dir, tmp_path)
         finally:
             browser.close()

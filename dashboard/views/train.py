@@ -144,8 +144,11 @@ with st.container(border=True):
     spec = None
     if not needs_run:
         with state.user_errors("Settings: "):
-            spec = plan(stage.name, get_preset(preset), **choices, overrides=overrides,
-                        name=f"{stage.name}-{base.data.name}", label=stage.short_title)
+            job = {"name": f"{stage.name}-{base.data.name}", "label": stage.short_title}
+            spec = plan(stage.name, get_preset(preset), **choices, overrides=overrides, **job)
+            if num_images := guards.training_images(spec):  # so the changes say how epochs turn into steps
+                spec = plan(stage.name, get_preset(preset), **choices, overrides=overrides, **job,
+                            num_images=num_images)
     if spec is not None and (spec.changes or spec.notes):
         with st.expander(f"What this job changes from the {preset} preset ({len(spec.changes)})"):
             st.markdown("\n".join([f"- `{c.field}`: {c.before!r} → **{c.after!r}** ({c.reason})"
