@@ -61,9 +61,22 @@ def _goto(page, title: str) -> None:
 
 
 def _pick(page, label: str, option_text: str) -> None:
-    """Open a select box by its label and choose the first option containing ``option_text``."""
-    page.get_by_label(label).first.click()
-    page.get_by_role("option").filter(has_text=option_text).first.click()
+    """Open a select box by its label and choose the first option containing ``option_text``.
+
+    A click that lands while the page reruns can leave the list closed, so it is opened again if needed.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    option = page.get_by_role("option").filter(has_text=option_text).first
+    for _ in range(3):
+        settle(page)
+        page.get_by_label(label, exact=True).first.click()
+        try:
+            option.wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    option.click()
     settle(page)
 
 
@@ -213,7 +226,9 @@ def test_dashboard_in_chromium(server, tmp_path):
             _pick(page, "Charts of a run", "supervised")
             page.get_by_label("Name", exact=True).fill("baseline, 2 epochs")
             page.get_by_role("button", name="Save name and note").click()
-            page.get_by_text("baseline, 2 epochs").first.wait_for(timeout=30_000)
+            # The run picker now shows the name (the runs table, a canvas, has it too).
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="baseline, 2 epochs").first.wait_for(
+                timeout=60_000)
             settle(page)
             _pick(page, "Diff against", "byol")
             page.locator('[data-testid="stDataFrame"]').last.wait_for(timeout=30_000)
