@@ -156,8 +156,8 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
 
     ``colour_by``: a group name per point (e.g. "correct" / "incorrect") to colour by instead of the
     class, one trace per group; ``colours`` maps group names to colours and sets their legend order.
-    ``highlight``: rows drawn with a dark ring (a box or lasso selection). ``marked``: rows drawn with
-    a red diamond (e.g. the selected point's neighbours of another class). ``dragmode``: plotly's,
+    ``highlight``: rows drawn with a dark ring (a box or lasso selection), trace "selection". ``marked``:
+    rows drawn with a red diamond, trace "other class" (the selected point's neighbours of another class). ``dragmode``: plotly's,
     e.g. "lasso" so that a drag selects; None keeps plotly's default (zoom). A click selects one point.
     """
     fig = go.Figure()
@@ -189,7 +189,7 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
             ))
     for picked, name, marker in (
             (highlight, "selection", {"size": 11, "color": "rgba(0,0,0,0)", "line": {"color": "#111827", "width": 1.5}}),
-            (marked, "neighbour of another class", {"size": 13, "symbol": "diamond-open", "color": "#dc2626",
+            (marked, "other class", {"size": 13, "symbol": "diamond-open", "color": "#dc2626",
                                                     "line": {"color": "#dc2626", "width": 2}})):
         chosen = np.asarray([] if picked is None else picked, dtype=np.int64).reshape(-1)
         chosen = chosen[(chosen >= 0) & (chosen < len(xy))]

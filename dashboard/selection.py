@@ -6,7 +6,7 @@ set, keeps them under a key naming the images they index, and summarises them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,24 @@ def rows_from_event(event: Mapping[str, Any] | None) -> list[int]:
         if isinstance(custom, (int, float, np.integer, np.floating)) and not isinstance(custom, bool):
             rows.add(int(custom))
     return sorted(rows)
+
+
+def record(state: MutableMapping[str, Any], rows: Sequence[int], key: str, *, pick_key: str,
+           selection_key: str) -> None:
+    """Keep what a plot event chose in ``state`` (e.g. st.session_state), for images named ``key``.
+
+    One row (a click, or a lasso around one point) becomes the pick, ``(key, row)``, and ends any group
+    selection; several become the group selection, ``(key, rows)``, and end the pick; none (plotly's
+    deselect: a double click, or a click while lassoing) ends the group selection and keeps the pick.
+    """
+    if len(rows) == 1:
+        state[pick_key] = (key, int(rows[0]))
+        state.pop(selection_key, None)
+    elif rows:
+        state[selection_key] = (key, tuple(int(r) for r in rows))
+        state.pop(pick_key, None)
+    else:
+        state.pop(selection_key, None)
 
 
 def applies(stored: Any, key: str, n_points: int) -> list[int] | None:

@@ -34,6 +34,23 @@ def test_rows_come_from_customdata_once_each_and_never_from_point_index():
         assert selection.rows_from_event(nothing) == []
 
 
+def test_a_click_picks_one_image_a_lasso_a_group_and_a_deselect_ends_the_group():
+    state: dict = {}
+    keys = {"pick_key": "pick", "selection_key": "group"}
+    selection.record(state, selection.rows_from_event(LASSO_EVENT), "k", **keys)
+    assert state == {"group": ("k", (3, 8, 17))}
+    selection.record(state, [5], "k", **keys)  # a click (or a lasso around one point): the neighbour view
+    assert state == {"pick": ("k", 5)}
+    selection.record(state, [1, 2], "k", **keys)
+    assert state == {"group": ("k", (1, 2))}
+    selection.record(state, [4], "k", **keys)
+    selection.record(state, [], "k", **keys)  # a deselect keeps the pick
+    assert state == {"pick": ("k", 4)}
+    selection.record(state, [1, 2], "k", **keys)
+    selection.record(state, [], "k", **keys)
+    assert state == {}
+
+
 def test_a_stored_selection_applies_only_to_the_images_it_was_made_on():
     key = selection.data_key(DataConfig(name="digits"), 100)
     assert key != selection.data_key(DataConfig(name="digits"), 50)
@@ -70,11 +87,11 @@ def test_embedding_scatter_colours_by_groups_and_draws_overlays():
                                    colours={"correct": "#16a34a", "incorrect": "#dc2626"}, highlight=[0, 2, 9],
                                    marked=[3], dragmode="lasso")
     traces = {t.name: t for t in fig.data}
-    assert list(traces) == ["correct", "incorrect", "selection", "neighbour of another class", "selected"]
+    assert list(traces) == ["correct", "incorrect", "selection", "other class", "selected"]
     assert list(traces["incorrect"].customdata) == [1, 4] and list(traces["incorrect"].text) == ["b", "c"]
     assert traces["incorrect"].marker.color == "#dc2626"
     assert list(traces["selection"].customdata) == [0, 2]  # row 9 does not exist
-    assert list(traces["neighbour of another class"].customdata) == [3]
+    assert list(traces["other class"].customdata) == [3]
     assert fig.layout.dragmode == "lasso" and fig.layout.clickmode == "event+select"
     with pytest.raises(ValueError, match="2 values for 6 points"):
         charts.embedding_scatter(xy, labels, ["a", "b", "c"], colour_by=groups[:2])
@@ -109,7 +126,11 @@ def test_the_embeddings_page_shows_a_lasso_selection_and_colours_by_correctness(
     es = compute_embeddings(store, run.id, max_points=n)
     key = selection.data_key(run.read_config()[0].data, len(es))
 
+    assert at.radio(key="emb.mouse").value == "click a point"
+    assert {f["layout"]["dragmode"] for f in _figures(at)} == {"pan"}  # a click selects one point
+
     rows = tuple(range(5, 75))  # what a lasso over 70 points leaves under the shared key
+    at.radio(key="emb.mouse").set_value("lasso a group")
     at.session_state["emb.selection"] = (key, rows)
     at.run()
     assert not at.exception and not _errors(at), _errors(at)
@@ -117,9 +138,12 @@ def test_the_embeddings_page_shows_a_lasso_selection_and_colours_by_correctness(
     mix = at.dataframe[0].value
     expected = selection.class_mix(es.labels, es.classes, list(rows))
     assert list(mix["class"]) == [r["class"] for r in expected] and mix["images"].sum() == 70
-    grid = next(i for i in at.get("image") if len(i.proto.imgs) > 1)
-    assert grid.captions == [es.classes[c] for c in es.labels[list(rows[:64])]]  # capped, and says so
-    assert any("showing 64 of 70" in m.value for m in at.markdown)
+    grids = [i.captions[0] for i in at.get("image")]  # one picture per class, in the class mix's order
+    shown = {es.classes[c]: int((es.labels[list(rows[:64])] == c).sum()) for c in set(es.labels[list(rows)])}
+    assert grids == [f"{r['class']} · " + (f"{shown[r['class']]} of {r['images']} shown"
+                                          if shown[r["class"]] < r["images"] else f"{r['images']} images")
+                     for r in expected if shown[r["class"]]]
+    assert any("showing 64 of 70" in m.value for m in at.markdown)  # capped, and says so
     assert sum("Selection under this encoder" in m.value for m in at.markdown) == 2  # one per encoder
     for figure in _figures(at):  # both plots ring the same 70 images
         assert sorted(_rows(figure, "selection")) == list(rows)
@@ -134,7 +158,7 @@ def test_the_embeddings_page_shows_a_lasso_selection_and_colours_by_correctness(
     share = f"gets {100 * right.mean():.1f}% of them right ({int(right.sum())} correct"
     assert any(share in c.value for c in at.caption), [c.value for c in at.caption]
     mix = at.dataframe[0].value
-    assert mix[f"correct · {run.id}"].sum() == int(right[list(rows)].sum())
+    assert mix["correct · BYOL kNN"].sum() == int(right[list(rows)].sum())
     assert "correct · random init" in mix.columns
     random = compute_embeddings(store, RANDOM_INIT, reference_run=run.id, max_points=n)
     assert np.array_equal(random.indices, es.indices)  # why one selection fits both plots
@@ -150,7 +174,7 @@ def test_the_embeddings_page_shows_a_lasso_selection_and_colours_by_correctness(
     strip = next(i for i in at.get("image") if len(i.proto.imgs) == 8)
     assert strip.captions == [
         ("≠ " if int(r) in others else "") + es.classes[es.labels[r]] for r in neighbours]
-    assert _rows(_figures(at)[0], "neighbour of another class") == others
+    assert _rows(_figures(at)[0], "other class") == others
 
     at.button(key="emb.clear").click().run()
     assert not at.exception

@@ -42,11 +42,15 @@ THUMB_PX = 48
 SELECTED_PX = 96
 GRID_PX = 56
 GRID_MAX = 64  # images shown of a box or lasso selection
+GRID_COLUMNS = 8
 SHARE_K = 10  # neighbours per image when scoring how tightly a selection sits together
 PICK_KEY = "emb.pick"  # (data key, row) of the clicked test image, shared by both plots
 SELECTION_KEY = "emb.selection"  # (data key, rows) of a box or lasso selection, shared by both plots
 PLOT_GEN_KEY = "emb.plot_gen"  # bumped by "Clear selection": fresh plot widgets drop plotly's own selection
 BY_CLASS, BY_CORRECT = "true class", "correct / incorrect"
+# Plotly dragmode per mouse mode. Streamlit turns plotly's click-to-select off while the dragmode is
+# lasso or box (a click then clears the selection), so clicking one point needs a mode of its own.
+MOUSE_MODES = {"click a point": "pan", "lasso a group": "lasso"}
 CORRECT_COLOURS = {"correct": "#16a34a", "incorrect": "#dc2626"}
 OTHER_CLASS_RED = (220, 38, 38)
 
@@ -63,7 +67,8 @@ st.markdown(
     "Each dot is a test image, placed by the encoder's features (squeezed to 2-D) and coloured by its "
     "**true class**, which BYOL never saw. Tight, separate colours mean the features already know the classes; "
     "compare a trained encoder with a **random init** of the same network. Click a dot to see the image and its "
-    "nearest neighbours; drag a lasso around several dots to see their images and classes."
+    "nearest neighbours; switch the mouse to **lasso a group** and drag around several dots to see their images "
+    "and classes."
 )
 
 
@@ -89,7 +94,7 @@ max_points = c3.slider("Test images", min_value=min(50, top), max_value=top, val
                        else 50, key=f"emb.n.{top}", help="How many test images to embed (the same images for both "
                                                           "encoders)." + (f" The test set has {n_test}." if n_test
                                                                           else ""))
-l1, l2 = st.columns(2)
+l1, l2, l3 = st.columns(3)
 layout_choice = l1.radio("Layout", ["UMAP", "PCA"], horizontal=True, key="emb.layout",
                          help="PCA is instant and linear; UMAP (computed in the background) keeps neighbourhoods "
                               "and usually shows clusters better.")
@@ -97,6 +102,9 @@ colour_choice = l2.radio("Colour by", [BY_CLASS, BY_CORRECT], horizontal=True, k
                          help="Correct / incorrect: whether the encoder's kNN prediction is the image's class, with "
                               "the labelled training images voting (the rule of the run's kNN accuracy; a random "
                               "init is scored the same way on its own features).")
+mouse_choice = l3.radio("Mouse on the plots", list(MOUSE_MODES), horizontal=True, key="emb.mouse",
+                        help="Click a point: its image and nearest neighbours (a drag pans). Lasso a group: drag "
+                             "around points to select them all (a click clears the selection).")
 if not encoders:
     st.info("No trained encoder yet: this shows a random init. Train BYOL on the **Train** page to compare.",
             icon=":material/info:")
@@ -164,8 +172,10 @@ def _right(source: str, path: str, ref: str | None, es: EmbeddingSet) -> np.ndar
     return None
 
 
-def _short(source: str) -> str:
-    return "random init" if source == RANDOM_INIT else source
+def _short_names(sources: list[str]) -> list[str]:
+    """Column-sized encoder names: "random init" or the run's method; run ids where two methods coincide."""
+    names = ["random init" if s == RANDOM_INIT else (by_id[s].method if s in by_id else s) for s in sources]
+    return names if len(set(names)) == len(names) else ["random init" if s == RANDOM_INIT else s for s in sources]
 
 
 def _umap_running(items: list[dict[str, Any]]) -> bool:
@@ -178,15 +188,8 @@ polling = _umap_running(prepared)
 
 def _picked(key: str, data_key: str) -> None:
     """A click (one point) opens the neighbour view; a box or lasso (several) the selection view."""
-    rows = selection.rows_from_event(st.session_state.get(key))
-    if len(rows) == 1:
-        st.session_state[PICK_KEY] = (data_key, rows[0])
-        st.session_state.pop(SELECTION_KEY, None)
-    elif rows:
-        st.session_state[SELECTION_KEY] = (data_key, tuple(rows))
-        st.session_state.pop(PICK_KEY, None)
-    else:  # plotly's deselect (a double click): the plot shows no selection any more, nor does the page
-        st.session_state.pop(SELECTION_KEY, None)
+    selection.record(st.session_state, selection.rows_from_event(st.session_state.get(key)), data_key,
+                     pick_key=PICK_KEY, selection_key=SELECTION_KEY)
 
 
 def _clear() -> None:
@@ -199,6 +202,18 @@ def _framed(thumb: np.ndarray, width: int = 3) -> np.ndarray:
     """A thumbnail with a red frame: a neighbour of another class than the selected image."""
     out = thumb.copy()
     out[:width], out[-width:], out[:, :width], out[:, -width:] = (OTHER_CLASS_RED,) * 4
+    return out
+
+
+def _grid(thumbs: list[np.ndarray], per_row: int = GRID_COLUMNS, gap: int = 3) -> np.ndarray:
+    """Thumbnails (size, size, 3) in rows of ``per_row`` on white: one picture, drawn at once."""
+    size = thumbs[0].shape[0]
+    rows = -(-len(thumbs) // per_row)
+    width = min(len(thumbs), per_row)
+    out = np.full((rows * size + (rows - 1) * gap, width * size + (width - 1) * gap, 3), 255, dtype=np.uint8)
+    for i, thumb in enumerate(thumbs):
+        top, left = (i // per_row) * (size + gap), (i % per_row) * (size + gap)
+        out[top:top + size, left:left + size] = thumb
     return out
 
 
@@ -245,7 +260,8 @@ def _show_column(item: dict[str, Any], side: str) -> None:
     generation = st.session_state.get(PLOT_GEN_KEY, 0)
     key = f"emb.plot.{side}" + (f".{generation}" if generation else "")
     fig = charts.embedding_scatter(
-        np.asarray(xy), es.labels, es.classes, selected=selected, highlight=chosen, marked=others, dragmode="lasso",
+        np.asarray(xy), es.labels, es.classes, selected=selected, highlight=chosen, marked=others,
+        dragmode=MOUSE_MODES.get(mouse_choice, "pan"),
         colour_by=None if right is None else np.where(right, "correct", "incorrect"), colours=CORRECT_COLOURS)
     st.plotly_chart(fig, key=key, on_select=lambda: _picked(key, item["data_key"]),
                     selection_mode=("points", "box", "lasso"), config={"displayModeBar": False, "scrollZoom": True})
@@ -264,7 +280,8 @@ def _show_column(item: dict[str, Any], side: str) -> None:
                          "(cosine), not in the 2-D picture. Far above chance: it sees them as a group.")
         return
     if selected is None:
-        st.caption("Click a point to see the image and its nearest neighbours; drag around several to select them.")
+        st.caption("Click a point to see the image and its nearest neighbours." if MOUSE_MODES.get(mouse_choice) == "pan"
+                   else "Drag a lasso around points to select them (a lasso around one point shows its neighbours).")
         return
     _show_neighbours(item, selected, neighbours, set(others))
 
@@ -276,7 +293,7 @@ def _show_neighbours(item: dict[str, Any], selected: int, neighbours: np.ndarray
     small = images.thumbnails(_test_images(item, neighbours), THUMB_PX)
     same = len(neighbours) - len(others)
     st.markdown(f"Selected: class **{_class_name(es, selected)}** · {same}/{len(neighbours)} nearest neighbours "
-                "share its class" + (f" · :red[{len(others)} of another class (≠, framed red)]" if others else ""))
+                "share its class" + (f" · :red[{len(others)} of another class (≠, framed red; red diamonds on the plot)]" if others else ""))
     left, right = st.columns([1, 4], vertical_alignment="top")
     left.image(big, caption=f"selected: {_class_name(es, selected)}", width=SELECTED_PX)
     right.image([_framed(t) if r in others else t for t, r in zip(small, neighbours, strict=True)],
@@ -302,7 +319,9 @@ def _show_selection(chosen: list[tuple[dict[str, Any], list[int]]]) -> None:
     head.subheader(f"Selection: {len(rows)} test images")
     with button:
         _clear_button()
-    right = {_short(i["source"]): i["right"] for i, _ in chosen if i["right"] is not None}
+    scored = [i for i, _ in chosen if i["right"] is not None]
+    right = dict(zip(_short_names([i["source"] for i in scored]), [i["right"] for i in scored], strict=True))
+    counts = {int(c): int(n) for c, n in zip(*np.unique(es.labels[rows], return_counts=True), strict=True)}
     table_col, grid_col = st.columns([2, 3], gap="large")
     with table_col:
         st.markdown("**Class mix**")
@@ -313,13 +332,22 @@ def _show_selection(chosen: list[tuple[dict[str, Any], list[int]]]) -> None:
             hits, misses = selection.correct_counts(ok, rows)
             st.caption(f"kNN under {name}: {hits} correct, {misses} incorrect ({100 * hits / len(rows):.0f}% right).")
     with grid_col:
+        # Rows are a seeded random order of the test set, so the first GRID_MAX are a fair sample.
         shown = rows[:GRID_MAX]
         first_right = next(iter(right.values()), None)
-        captions = [_class_name(es, r) + ("" if first_right is None or first_right[r] else " ✗") for r in shown]
-        st.markdown("**Images**" + (f" (showing {len(shown)} of {len(rows)})" if len(shown) < len(rows) else ""))
-        st.image(images.thumbnails(_test_images(item, shown), GRID_PX), caption=captions, width=GRID_PX)
+        note = f" (showing {len(shown)} of {len(rows)})" if len(shown) < len(rows) else ""
         if first_right is not None:
-            st.caption(f"✗: kNN under {next(iter(right))} gets the image wrong.")
+            note += f"; framed red: kNN under {next(iter(right))} gets it wrong"
+        st.markdown(f"**Images** by class{note}")
+        for c in sorted(counts, key=lambda c: (-counts[c], c)):  # the class mix's order
+            group = [r for r in shown if int(es.labels[r]) == c]
+            if not group:
+                continue
+            thumbs = images.thumbnails(_test_images(item, group), GRID_PX)
+            if first_right is not None:
+                thumbs = [t if first_right[r] else _framed(t) for t, r in zip(thumbs, group, strict=True)]
+            count = f"{len(group)} of {counts[c]} shown" if len(group) < counts[c] else f"{counts[c]} images"
+            st.image(_grid(thumbs), caption=f"{_class_name(es, group[0])} · {count}")
 
 
 @st.fragment(run_every=1.0 if polling else None)
