@@ -157,7 +157,7 @@ def _prepare(source: str) -> dict[str, Any] | None:
         if layout_choice == "UMAP" and len(es) >= UMAP_MIN_POINTS:
             umap = projections.submit(f"{Path(path).name}|umap", umap_2d, es.features,
                                       cache_dir=store.root / CACHE_DIRNAME)
-        return {"source": source, "es": es, "path": path, "cfg": cfg, "ref": ref,
+        return {"source": source, "es": es, "path": path, "cfg": cfg,
                 "data_key": selection.data_key(cfg.data, len(es)), "umap": umap,
                 "right": _right(source, path, ref, es) if colour_choice == BY_CORRECT else None}
     return None
