@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import load_data
+from .config import ExperimentConfig
+from .data import DataSplits, load_data
 from .evaluation import embed, knn_predict
 from .files import atomic_write
-from .models import build_encoder
+from .models import Encoder, build_encoder
 from .runs import RunStore
 
 
@@ -58,18 +59,26 @@ def knn_predictions(store: RunStore, run_id: str) -> Predictions:
         raise ValueError(f"run {run_id} has no finished encoder to score ({summary.damaged or summary.state}).")
     cfg = summary.config
     splits = load_data(cfg.data)
-    if splits.num_classes < 2 or not len(splits.labelled_train):
-        raise ValueError(f"data set {splits.name!r} has no class labels: there is nothing to be wrong about.")
     encoder = build_encoder(cfg.model)
     encoder.model.load_state_dict(store.get(run_id).load_encoder())
-    size, bs = cfg.augment.image_size, cfg.eval.batch_size
-    train = splits.labelled_train
-    bank = embed(encoder, train.images, size, splits.mean, splits.std, bs)
-    queries = embed(encoder, splits.test.images, size, splits.mean, splits.std, bs)
-    predicted = knn_predict(bank, train.labels, queries, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+    bank, bank_labels = training_bank(encoder, splits, cfg)
+    queries = embed(encoder, splits.test.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
+    predicted = knn_predict(bank, bank_labels, queries, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
                             num_classes=splits.num_classes)
     return Predictions(predicted.numpy().astype(np.int64), splits.test.labels.numpy().astype(np.int64),
                        list(splits.classes), "kNN on the labelled training images")
+
+
+def training_bank(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of the labelled training images: the memory bank a run's kNN accuracy votes with.
+
+    Raises ValueError when the data set has no class labels (then no prediction can be right or wrong).
+    """
+    if splits.num_classes < 2 or not len(splits.labelled_train):
+        raise ValueError(f"data set {splits.name!r} has no class labels: there is nothing to be wrong about.")
+    train = splits.labelled_train
+    features = embed(encoder, train.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
+    return features, train.labels
 
 
 def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:

@@ -148,18 +148,54 @@ def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]])
 
 
 def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                      selected: int | None = None, height: int = 460) -> go.Figure:
-    """WebGL scatter, one trace per class; each point's customdata is its row in the embedding set."""
+                      selected: int | None = None, height: int = 460, *,
+                      colour_by: Sequence[str] | np.ndarray | None = None, colours: dict[str, str] | None = None,
+                      highlight: Sequence[int] | np.ndarray | None = None,
+                      marked: Sequence[int] | np.ndarray | None = None, dragmode: str | None = None) -> go.Figure:
+    """WebGL scatter, one trace per class; each point's customdata is its row in the embedding set.
+
+    ``colour_by``: a group name per point (e.g. "correct" / "incorrect") to colour by instead of the
+    class, one trace per group; ``colours`` maps group names to colours and sets their legend order.
+    ``highlight``: rows drawn with a dark ring (a box or lasso selection), trace "selection". ``marked``:
+    rows drawn with a red diamond, trace "other class" (the selected point's neighbours of another class). ``dragmode``: plotly's,
+    e.g. "lasso" so that a drag selects; None keeps plotly's default (zoom). A click selects one point.
+    """
     fig = go.Figure()
+    labels = np.asarray(labels)
     rows = np.arange(len(labels))
-    for c in sorted({int(v) for v in labels}):
-        mask = labels == c
-        name = classes[c] if 0 <= c < len(classes) else ("unlabelled" if c < 0 else str(c))
-        fig.add_trace(go.Scattergl(
-            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, customdata=rows[mask],
-            marker={"size": 6, "color": PALETTE[c % len(PALETTE)] if c >= 0 else "#9ca3af", "opacity": 0.8},
-            hovertemplate=f"class {name}<br>point %{{customdata}}<extra></extra>",
-        ))
+    names = np.array([classes[c] if 0 <= c < len(classes) else ("unlabelled" if c < 0 else str(c))
+                      for c in labels.tolist()], dtype=object)
+    if colour_by is None:
+        for c in sorted({int(v) for v in labels}):
+            mask = labels == c
+            fig.add_trace(go.Scattergl(
+                x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=names[mask][0], customdata=rows[mask],
+                marker={"size": 6, "color": PALETTE[c % len(PALETTE)] if c >= 0 else "#9ca3af", "opacity": 0.8},
+                hovertemplate=f"class {names[mask][0]}<br>point %{{customdata}}<extra></extra>",
+            ))
+    else:
+        groups = np.asarray(colour_by, dtype=object)
+        if len(groups) != len(labels):
+            raise ValueError(f"colour_by has {len(groups)} values for {len(labels)} points.")
+        colours = colours or {}
+        order = [g for g in colours if (groups == g).any()] + sorted({str(g) for g in groups} - set(colours))
+        for i, group in enumerate(order):
+            mask = groups == group
+            fig.add_trace(go.Scattergl(
+                x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=group, customdata=rows[mask],
+                text=names[mask], marker={"size": 6, "color": colours.get(group, PALETTE[i % len(PALETTE)]),
+                                          "opacity": 0.8},
+                hovertemplate=f"class %{{text}} · {group}<br>point %{{customdata}}<extra></extra>",
+            ))
+    for picked, name, marker in (
+            (highlight, "selection", {"size": 11, "color": "rgba(0,0,0,0)", "line": {"color": "#111827", "width": 1.5}}),
+            (marked, "other class", {"size": 13, "symbol": "diamond-open", "color": "#dc2626",
+                                                    "line": {"color": "#dc2626", "width": 2}})):
+        chosen = np.asarray([] if picked is None else picked, dtype=np.int64).reshape(-1)
+        chosen = chosen[(chosen >= 0) & (chosen < len(xy))]
+        if len(chosen):
+            fig.add_trace(go.Scattergl(x=xy[chosen, 0], y=xy[chosen, 1], mode="markers", name=name,
+                                       customdata=chosen, hoverinfo="skip", marker=marker))
     if selected is not None and 0 <= selected < len(xy):
         fig.add_trace(go.Scattergl(x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
                                    customdata=[selected], hoverinfo="skip",
@@ -168,6 +204,8 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     fig.update_layout(template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       xaxis={"showticklabels": False, "title": None}, yaxis={"showticklabels": False, "title": None},
                       legend={"itemsizing": "constant"}, clickmode="event+select")
+    if dragmode is not None:
+        fig.update_layout(dragmode=dragmode)
     return fig
 
 

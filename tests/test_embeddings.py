@@ -16,11 +16,15 @@ from byol_core.embeddings import (
     compute_embeddings,
     embedding_cache_path,
     encoder_from_source,
+    knn_predict_set,
     nearest_neighbours,
+    neighbour_share,
     pca_2d,
     separation_scores,
+    set_predictions,
     umap_2d,
 )
+from byol_core.errors import knn_predictions
 from byol_core.evaluation import knn_predict
 from byol_core.models import build_encoder
 from byol_core.plans import plan
@@ -183,6 +187,48 @@ def test_unknown_runs_and_runs_without_an_encoder_are_explained(byol_run):
     assert cfg == get_preset("tiny")
 
 
+# --------------------------------------------------------------------------- kNN predictions per row
+def test_knn_predict_set_lets_the_labelled_bank_vote_for_each_row():
+    # Class 0 points along x, class 1 along y; row 2 is labelled 0 but sits on the y axis.
+    es = EmbeddingSet(source="toy", features=np.array([[1, 0.1], [0.1, 1], [0, 2], [-1, 0.05]], np.float32),
+                      labels=np.array([0, 1, 0, 0]), indices=np.array([7, 3, 5, 0]), classes=["x", "y", "z"])
+    bank = np.array([[1, 0], [2, 0.1], [0, 1], [0.1, 3], [-1, 0], [5, 5]], np.float32)
+    bank_labels = np.array([0, 0, 1, 1, 2, -1])  # the unlabelled bank row must not vote
+    predicted = knn_predict_set(es, bank, bank_labels, k=1)
+    assert predicted.dtype == np.int64 and predicted.tolist() == [0, 1, 1, 2]
+    assert knn_predict_set(es, bank, bank_labels, k=2).tolist()[:3] == [0, 1, 1]
+    with pytest.raises(ValueError, match="no labelled images"):
+        knn_predict_set(es, bank, -np.ones(6, dtype=np.int64))
+    with pytest.raises(ValueError, match="different encoders"):
+        knn_predict_set(es, np.ones((3, 5), np.float32), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="6 labels"):
+        knn_predict_set(es, bank[:4], bank_labels)
+
+
+def test_set_predictions_follow_the_runs_knn_rule_and_are_cached(byol_run, monkeypatch):
+    store, run = byol_run
+    es = compute_embeddings(store, run.id, max_points=120)
+    predicted = set_predictions(store, es)
+    assert predicted.shape == (120,) and predicted.dtype == np.int64
+    whole = knn_predictions(store, run.id)  # the error analysis: the whole test set, the same rule
+    # The same images embedded in other batches may differ in the last bits; a near-tie vote may then flip.
+    assert (predicted == whole.predicted[es.indices]).mean() >= 0.97
+    accuracy = float((predicted == es.labels).mean())
+    assert accuracy == pytest.approx(whole.accuracy, abs=0.15)  # 120 of the test images, the same encoder
+
+    import byol_core.errors as errors_module
+
+    monkeypatch.setattr(errors_module, "embed", _fail)
+    np.testing.assert_array_equal(set_predictions(store, es), predicted)  # from <runs>/_cache, no embedding
+    assert len(list((store.root / "_cache").glob("predictions-*.npz"))) == 1
+    monkeypatch.undo()
+
+    random = compute_embeddings(store, RANDOM_INIT, reference_run=run.id, max_points=120)
+    random_predicted = set_predictions(store, random, reference_run=run.id)
+    assert random_predicted.shape == (120,) and set(random_predicted.tolist()) <= set(range(len(es.classes)))
+    assert len(list((store.root / "_cache").glob("predictions-*.npz"))) == 2
+
+
 # --------------------------------------------------------------------------- projections, scores, neighbours
 def test_pca_2d_shape_determinism_and_edge_cases():
     feats, _ = _clusters()
@@ -206,6 +252,22 @@ def test_nearest_neighbours_on_an_obvious_set():
     assert nearest_neighbours(feats, 0).dtype == np.int64
     with pytest.raises(IndexError):
         nearest_neighbours(feats, 6)
+
+
+def test_neighbour_share_is_high_for_a_cluster_and_near_chance_for_a_random_group():
+    feats, labels = _clusters(n_per=30)
+    share, chance = neighbour_share(feats, np.flatnonzero(labels == 1), k=10)
+    assert share == pytest.approx(1.0) and chance == pytest.approx(29 / 89)
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(400, 16)).astype(np.float32)
+    group = rng.choice(400, 100, replace=False)
+    share, chance = neighbour_share(noise, group, k=10, chunk=7)
+    assert chance == pytest.approx(99 / 399) and abs(share - chance) < 0.08
+    assert all(np.isnan(v) for v in neighbour_share(feats, [4]))
+    with pytest.raises(ValueError, match="0..89"):
+        neighbour_share(feats, [0, 90])
+    with pytest.raises(ValueError, match="repeat"):
+        neighbour_share(feats, [1, 1])
 
 
 def test_separation_scores_tell_clusters_from_noise():

@@ -64,3 +64,34 @@ def nearest_neighbours(features: np.ndarray, index: int, k: int = 8) -> np.ndarr
     sims[index] = -np.inf
     order = np.argsort(-sims, kind="stable")
     return order[:max(0, min(k, n - 1))].astype(np.int64)
+
+
+def neighbour_share(features: np.ndarray, rows: np.ndarray | list[int], k: int = 10,
+                    chunk: int = 1024) -> tuple[float, float]:
+    """How tightly a group of points sits together: (share, chance).
+
+    ``share``: of each chosen point's ``k`` nearest neighbours among all points (cosine, itself
+    excluded), the fraction that are chosen too, averaged over the chosen points. ``chance``: the
+    share a group of the same size scattered at random would get, (m - 1) / (n - 1). Both are NaN
+    for fewer than two chosen points. Rows repeated or out of range raise ValueError.
+    """
+    x = F.normalize(_as_matrix(features), dim=1)
+    n = len(x)
+    chosen = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(chosen) and (chosen.min() < 0 or chosen.max() >= n):
+        raise ValueError(f"rows must lie in 0..{n - 1}; got {chosen.min()}..{chosen.max()}.")
+    if len(np.unique(chosen)) != len(chosen):
+        raise ValueError("rows must not repeat.")
+    m = len(chosen)
+    if m < 2:
+        return float("nan"), float("nan")
+    k = min(k, n - 1)
+    inside = torch.zeros(n, dtype=torch.bool)
+    inside[torch.from_numpy(chosen)] = True
+    hits = 0
+    for start in range(0, m, chunk):
+        part = torch.from_numpy(chosen[start:start + chunk])
+        sims = x[part] @ x.T
+        sims[torch.arange(len(part)), part] = -float("inf")  # a point is not its own neighbour
+        hits += int(inside[sims.topk(k, dim=1).indices].sum())
+    return hits / (m * k), (m - 1) / (n - 1)

@@ -36,9 +36,9 @@ class EmbeddingSet:
         return len(self.labels)
 
 
-def _cache_key(store: RunStore, source: str, reference_run: str | None,
-               max_points: int) -> tuple[str, ExperimentConfig]:
-    """Cache key: the source and its weights, the data and preprocessing, and the subset size."""
+def cache_key(store: RunStore, source: str, reference_run: str | None,
+              max_points: int) -> tuple[str, ExperimentConfig]:
+    """A set's content key (the source and its weights, the data and preprocessing, the subset size) and config."""
     if source == RANDOM_INIT:
         cfg = reference_config(store, reference_run)
         weights: Any = {"seed": cfg.seed, "torch": torch.__version__.split("+")[0]}
@@ -66,7 +66,7 @@ def _cache_path(store: RunStore, key: str) -> Path:
 def embedding_cache_path(store: RunStore, source: str, *, reference_run: str | None = None,
                          max_points: int = 10_000) -> Path:
     """Where :func:`compute_embeddings` keeps (or would keep) this set."""
-    key, _ = _cache_key(store, source, reference_run, max_points)
+    key, _ = cache_key(store, source, reference_run, max_points)
     return _cache_path(store, key)
 
 
@@ -88,7 +88,7 @@ def compute_embeddings(store: RunStore, source: str, *, reference_run: str | Non
     """
     if max_points < 1:
         raise ValueError(f"max_points = {max_points} must be at least 1.")
-    key, cfg = _cache_key(store, source, reference_run, max_points)
+    key, cfg = cache_key(store, source, reference_run, max_points)
     path = _cache_path(store, key)
     with file_lock(path.name):
         cached = load_npz(path, _ARRAYS)
