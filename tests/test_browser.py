@@ -7,6 +7,7 @@ test-artifacts/screenshots/. Skipped when Chromium or Playwright is missing (fai
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,14 @@ def _shot(page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     return path
 
+
+# The first embedding plot's drawing area (page coordinates), once plotly is in lasso mode.
+PLOT_AREA = """() => {
+    const gd = document.querySelector('.st-key-emb-plot-a .js-plotly-plot');
+    if (!gd || !gd._fullLayout || gd._fullLayout.dragmode !== 'lasso') return null;
+    const L = gd._fullLayout, box = gd.getBoundingClientRect();
+    return {left: box.left + L._size.l, top: box.top + L._size.t, width: L._size.w, height: L._size.h};
+}"""
 
 CONFUSION_MATRIX_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
     gd => ((gd.layout || {}).title || {}).text === 'Confusion matrix')"""
@@ -291,6 +300,28 @@ def test_dashboard_in_chromium(server, tmp_path):
             assert page.get_by_text("Selected: class").count() >= 1
             _no_error_boxes(page)
             _shot(page, "5-embeddings-umap.png")
+
+            # Colour by correct / incorrect, then lasso a group of points: its images, class mix and placement.
+            page.locator('[data-testid="stRadio"] label', has_text="correct / incorrect").first.click()
+            page.get_by_text("of them right").first.wait_for(timeout=240_000)
+            settle(page)
+            page.locator('[data-testid="stRadio"] label', has_text="lasso a group").first.click()
+            settle(page)
+            page.wait_for_function(f"() => ({PLOT_AREA})() !== null", timeout=60_000)
+            area = page.evaluate(PLOT_AREA)
+            cx, cy = area["left"] + area["width"] / 2, area["top"] + area["height"] / 2
+            radius = 0.3 * min(area["width"], area["height"])
+            ring = [(cx + radius * math.cos(2 * math.pi * i / 12), cy + radius * math.sin(2 * math.pi * i / 12))
+                    for i in range(13)]
+            page.mouse.move(*ring[0])
+            page.mouse.down()
+            for x, y in ring[1:]:
+                page.mouse.move(x, y, steps=4)
+            page.mouse.up()
+            page.get_by_text("Selection:").first.wait_for(timeout=60_000)
+            settle(page)
+            _no_error_boxes(page)
+            _shot(page, "6-embeddings-lasso.png")
 
             # Take each backbone family's encoder away and load it, as a user would, in a fresh process.
             _download_and_load_each_family(page, runs_dir, tmp_path)
