@@ -109,7 +109,8 @@ LINEAR = register(Stage(
 KNN = register(Stage(
     name="knn", title="kNN evaluation of an encoder", method="random-init kNN", body=_knn, run_kind="evaluate",
     sections=("data", "augment", "model", "eval", "runtime"), source="optional",
-    source_method="kNN (evaluated run)", metric="knn_accuracy", metric_name="kNN accuracy", resumable=False,
+    source_method="kNN (evaluated run)", family_method="{family} kNN", metric="knn_accuracy",
+    metric_name="kNN accuracy", resumable=False,
     exports_encoder=False,
 ), legacy_names=("evaluate",))
 

@@ -46,6 +46,10 @@ class Change:
     def __str__(self) -> str:
         return f"{self.field}: {_show(self.before)} → {_show(self.after)} ({self.reason})"
 
+    def markdown(self) -> str:
+        """The change as one Markdown line: field in code, new value in bold, short numbers."""
+        return f"`{self.field}`: {_show(self.before)} → **{_show(self.after)}** ({self.reason})"
+
 
 @dataclass(frozen=True)
 class JobSpec:

@@ -107,6 +107,7 @@ class Stage:
     optim_section: str | None = None  # e.g. "byol.optim": the epochs / lr / batch the form edits
     source: str = "none"
     source_method: str | None = None  # method name when a source run is given (source="optional")
+    family_method: str | None = None  # ... and when that source has a family: "{family} kNN" -> "BYOL kNN"
     metric: str = "test_accuracy"    # key of the headline number in the run's results
     metric_name: str = "test accuracy"
     curve_metric: str = "val_accuracy"  # the per-epoch score while training, on the validation split
@@ -133,6 +134,8 @@ class Stage:
 
     def method_for(self, source_run: str | None, source_family: str | None = None) -> str:
         """The method name of a run of this stage: from a SimCLR run, "SimCLR fine-tuned", not "BYOL ..."."""
+        if source_run and source_family and self.family_method:
+            return self.family_method.format(family=source_family)
         if source_run and self.source_method:
             return self.source_method
         if source_family and self.family and self.source != "none" and self.method.startswith(self.family):

@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,14 @@ def _pick(page, label: str, option_text: str) -> None:
     settle(page)
 
 
+def _wait_for_file_text(root: Path, pattern: str, text: str, timeout_s: float = 120.0) -> None:
+    """Wait until a file under ``root`` matching ``pattern`` holds ``text`` (what the page saved)."""
+    deadline = time.monotonic() + timeout_s
+    while not any(text in f.read_text() for f in root.glob(pattern)):
+        assert time.monotonic() < deadline, f"no {pattern} under {root} holds {text!r} after {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
 def _no_error_boxes(page) -> None:
     errors = page.locator('[data-testid="stAlertContentError"]')
     assert errors.count() == 0, [errors.nth(i).inner_text() for i in range(errors.count())]
@@ -102,8 +111,8 @@ PLOT_AREA = """() => {
     return {left: box.left + L._size.l, top: box.top + L._size.t, width: L._size.w, height: L._size.h};
 }"""
 
-CONFUSION_MATRIX_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
-    gd => ((gd.layout || {}).title || {}).text === 'Confusion matrix')"""
+CONFUSION_MATRIX_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(
+    t => t.textContent === 'Confusion matrix')"""
 
 CHART_HAS_POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
     gd => (gd.data || []).some(t => t.x && t.x.length > 0))"""
@@ -235,21 +244,28 @@ def test_dashboard_in_chromium(server, tmp_path):
             _pick(page, "Charts of a run", "supervised")
             page.get_by_label("Name", exact=True).fill("baseline, 2 epochs")
             page.get_by_role("button", name="Save name and note").click()
-            # The run picker now shows the name (the runs table, a canvas, has it too).
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="baseline, 2 epochs").first.wait_for(
-                timeout=60_000)
+            _wait_for_file_text(runs_dir, "*supervised*/annotations.json", "baseline, 2 epochs")
             settle(page)
             _pick(page, "Diff against", "byol")
             page.locator('[data-testid="stDataFrame"]').last.wait_for(timeout=30_000)
             page.get_by_text("Where it fails").first.click()
             page.get_by_text("Misclassified test images").first.wait_for(timeout=120_000)
             settle(page)
-            assert page.evaluate(CONFUSION_MATRIX_DRAWN), "no plot titled 'Confusion matrix'"
+            page.wait_for_function(CONFUSION_MATRIX_DRAWN, timeout=60_000)  # a plot titled "Confusion matrix"
             _no_error_boxes(page)
             _shot(page, "2b-run-details-and-errors.png")
 
-            # Compare: a label-efficiency sweep over two seeds, started from its form, fills the page with seeds.
+            # Compare: both runs in the chart and the table, plus the random-init kNN floor.
             _goto(page, "Compare")
+            page.get_by_role("button", name="Run random-init kNN").click()
+            page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=600_000)
+            settle(page)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+            assert page.get_by_text("Download CSV").count() == 1
+            _no_error_boxes(page)
+            _shot(page, "3-compare.png")
+
+            # A label-efficiency sweep over two seeds, started from its form, fills the page with seeds.
             page.get_by_label("Seeds", exact=True).fill("2")
             page.get_by_label("Seeds", exact=True).press("Enter")
             settle(page)
@@ -259,16 +275,7 @@ def test_dashboard_in_chromium(server, tmp_path):
                                    timeout=900_000)
             settle(page)
             _no_error_boxes(page)
-            _shot(page, "3a-compare-sweep.png")
-
-            # Both runs in the chart and the table, plus the random-init kNN floor.
-            page.get_by_role("button", name="Run random-init kNN").click()
-            page.get_by_text("Random-init kNN", exact=True).first.wait_for(timeout=600_000)
-            settle(page)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-            assert page.get_by_text("Download CSV").count() == 1
-            _no_error_boxes(page)
-            _shot(page, "3-compare.png")
+            _shot(page, "3a-compare-seeds-and-sweep.png")
 
             # Embeddings: PCA layout (fixed while we click), click a point, see its neighbours.
             _goto(page, "Embeddings")
@@ -325,5 +332,8 @@ def test_dashboard_in_chromium(server, tmp_path):
 
             # Take each backbone family's encoder away and load it, as a user would, in a fresh process.
             _download_and_load_each_family(page, runs_dir, tmp_path)
+        except Exception:
+            _shot(page, "failure.png")  # where it stopped, for whoever reads the CI log
+            raise
         finally:
             browser.close()

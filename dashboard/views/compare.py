@@ -38,10 +38,17 @@ if not datasets:
 c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox("Data set", datasets, index=datasets.index(current) if current in datasets else 0,
                        key="compare.dataset")
-fractions = sorted({r["label_fraction"] for r in rows if r["dataset"] == dataset})
-chosen_fractions = c2.multiselect("Labels kept", fractions, default=fractions, key="compare.fractions",
-                                  format_func=lambda v: f"{100 * v:g}%")
-shown = [r for r in rows if r["dataset"] == dataset and r["label_fraction"] in chosen_fractions]
+# One label share at a time: runs with other labels are other experiments, never seeds of this one.
+runs_at = {}
+for r in rows:
+    if r["dataset"] == dataset:
+        runs_at[r["label_fraction"]] = runs_at.get(r["label_fraction"], 0) + 1
+fractions = sorted(runs_at)
+busiest = max(fractions, key=lambda f: (runs_at[f], f)) if fractions else None
+fraction = c2.selectbox("Labels kept", fractions, index=fractions.index(busiest) if fractions else None,
+                        key=f"compare.fraction.{dataset}", format_func=lambda v: f"{100 * v:g}% ({runs_at[v]} runs)",
+                        help="The label efficiency sweep below draws every share side by side.")
+shown = [r for r in rows if r["dataset"] == dataset and r["label_fraction"] == fraction]
 
 # --------------------------------------------------------------------------- random-init kNN baseline
 byol_here = [s for s in summaries if s.pretrained and s.dataset == dataset]

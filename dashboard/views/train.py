@@ -151,8 +151,7 @@ with st.container(border=True):
                             num_images=num_images)
     if spec is not None and (spec.changes or spec.notes):
         with st.expander(f"What this job changes from the {preset} preset ({len(spec.changes)})"):
-            st.markdown("\n".join([f"- `{c.field}`: {c.before!r} → **{c.after!r}** ({c.reason})"
-                                   for c in spec.changes] + [f"- {n}" for n in spec.notes]))
+            st.markdown("\n".join([f"- {c.markdown()}" for c in spec.changes] + [f"- {n}" for n in spec.notes]))
     # ---- guard rails (byol_core.guards): a job that cannot work on this data is blocked, a misleading one warned
     blocked = False
     for guard in guards.check_spec(spec) if spec is not None else []:
