@@ -46,7 +46,7 @@ for r in rows:
 fractions = sorted(runs_at)
 busiest = max(fractions, key=lambda f: (runs_at[f], f)) if fractions else None
 fraction = c2.selectbox("Labels kept", fractions, index=fractions.index(busiest) if fractions else None,
-                        key=f"compare.fraction.{dataset}", format_func=lambda v: f"{100 * v:g}% ({runs_at[v]} runs)",
+                        key=f"compare.fraction.{dataset}", format_func=lambda v: f"{100 * v:g}%",
                         help="The label efficiency sweep below draws every share side by side.")
 shown = [r for r in rows if r["dataset"] == dataset and r["label_fraction"] == fraction]
 
@@ -90,8 +90,11 @@ if not shown:
 # --------------------------------------------------------------------------- headline
 # Runs of one method at the same labels are seeds of one result: mean with its 95% interval, never the best.
 by_method: dict[str, dict[int, float]] = {}
-for r in shown:  # newest first: a repeated seed counts once, with its latest run
-    by_method.setdefault(r["method"], {}).setdefault(r["seed"], r["accuracy"])
+counted = []  # the runs behind the numbers: newest first, a repeated seed counts once, with its latest run
+for r in shown:
+    if r["seed"] not in by_method.setdefault(r["method"], {}):
+        by_method[r["method"]][r["seed"]] = r["accuracy"]
+        counted.append(r)
 summaries_by_method = {m: stats.summarize(list(v.values())) for m, v in by_method.items()}
 
 
@@ -131,7 +134,7 @@ if at_chance:
                ". Add test images (or labels) before comparing these.", icon=":material/warning:")
 
 # --------------------------------------------------------------------------- table, chart, CSV
-st.plotly_chart(charts.accuracy_bar(shown), key="compare.bar", config={"displayModeBar": False})
+st.plotly_chart(charts.accuracy_bar(counted), key="compare.bar", config={"displayModeBar": False})
 st.dataframe(
     [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
