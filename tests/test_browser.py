@@ -82,6 +82,12 @@ def _pick(page, label: str, option_text: str) -> None:
     settle(page)
 
 
+def _scroll_to_top_of(page, selector: str) -> None:
+    """Scroll the last element matching ``selector`` to the top of the view (Streamlit scrolls its own container)."""
+    page.evaluate("sel => { const all = document.querySelectorAll(sel); all[all.length - 1]"
+                  ".scrollIntoView({block: 'start'}); }", selector)
+
+
 def _wait_for_file_text(root: Path, pattern: str, text: str, timeout_s: float = 120.0) -> None:
     """Wait until a file under ``root`` matching ``pattern`` holds ``text`` (what the page saved)."""
     deadline = time.monotonic() + timeout_s
@@ -253,7 +259,11 @@ def test_dashboard_in_chromium(server, tmp_path):
             settle(page)
             page.wait_for_function(CONFUSION_MATRIX_DRAWN, timeout=60_000)  # a plot titled "Confusion matrix"
             _no_error_boxes(page)
-            _shot(page, "2b-run-details-and-errors.png")
+            _shot(page, "2b-run-details.png")
+            # The page scrolls inside Streamlit's container: bring the matrix and the gallery into view.
+            _scroll_to_top_of(page, ".js-plotly-plot .gtitle")  # the matrix's title
+            settle(page)
+            _shot(page, "2c-confusion-matrix-and-misclassified.png")
 
             # Compare: both runs in the chart and the table, plus the random-init kNN floor.
             _goto(page, "Compare")
@@ -279,7 +289,10 @@ def test_dashboard_in_chromium(server, tmp_path):
                                    timeout=900_000)
             settle(page)
             _no_error_boxes(page)
-            _shot(page, "3a-compare-seeds-and-sweep.png")
+            _shot(page, "3a-compare-seeds.png")
+            _scroll_to_top_of(page, ".st-key-compare-sweep")
+            settle(page)
+            _shot(page, "3b-label-efficiency.png")
 
             # Embeddings: PCA layout (fixed while we click), click a point, see its neighbours.
             _goto(page, "Embeddings")
