@@ -277,8 +277,7 @@ def test_dashboard_in_chromium(server, tmp_path):
 
             # A label-efficiency sweep over two seeds, started from its form, fills the page with seeds.
             # 10% and 100% of the labels (1% of the tiny set is two images), two seeds: 22 short runs.
-            page.locator('[data-baseweb="tag"]').filter(has_text="1%").filter(has_not_text="0").locator(
-                '[role="presentation"]').first.click()
+            page.get_by_role("button", name="Remove 1%", exact=True).first.click()
             settle(page)
             page.get_by_label("Seeds", exact=True).fill("2")
             page.get_by_label("Seeds", exact=True).press("Enter")
