@@ -227,8 +227,9 @@ def label_efficiency(rows: Sequence[dict[str, Any]], height: int = 420) -> go.Fi
         xs = [r["label_fraction"] for r in points]
         banded = [r for r in points if r.get("ci95")]
         if len(banded) == len(points) and points:
-            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=[r["ci95"][1] for r in points] + [r["ci95"][0] for r in
-                                                                                           points[::-1]],
+            # An accuracy lies in [0, 1]: a t-interval over few seeds can reach past it, the band stops there.
+            highs, lows = [min(r["ci95"][1], 1.0) for r in points], [max(r["ci95"][0], 0.0) for r in points]
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=highs + lows[::-1],
                                      fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
                                      hoverinfo="skip", showlegend=False, legendgroup=method))
         fig.add_trace(go.Scatter(

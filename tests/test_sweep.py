@@ -242,3 +242,13 @@ def test_the_compare_page_starts_a_sweep_job_that_the_train_page_lists():
     assert {r["method"] for r in job.run.read_status()["results"]["rows"]} == set(METHODS)
     table = at.dataframe[-1].value  # the study's table, last on the page
     assert set(table["method"]) == set(METHODS) and set(table["n"]) == {1}
+
+
+def test_the_label_efficiency_bands_stay_within_accuracy_bounds():
+    from dashboard import charts
+
+    # Two seeds far apart: the t-interval reaches below 0 and above 1, an accuracy cannot.
+    rows = [{"method": "BYOL kNN", "label_fraction": f, "mean": 0.5, "n": 2, "ci95": [-0.9, 1.9]} for f in (0.1, 1.0)]
+    band, line = charts.label_efficiency(rows).data
+    assert min(band.y) == 0.0 and max(band.y) == 1.0
+    assert list(line.y) == [0.5, 0.5]  # the means are drawn as measured
