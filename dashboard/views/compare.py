@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import streamlit as st
 
 from byol_core import stats
@@ -39,10 +41,7 @@ c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox("Data set", datasets, index=datasets.index(current) if current in datasets else 0,
                        key="compare.dataset")
 # One label share at a time: runs with other labels are other experiments, never seeds of this one.
-runs_at = {}
-for r in rows:
-    if r["dataset"] == dataset:
-        runs_at[r["label_fraction"]] = runs_at.get(r["label_fraction"], 0) + 1
+runs_at = Counter(r["label_fraction"] for r in rows if r["dataset"] == dataset)
 fractions = sorted(runs_at)
 busiest = max(fractions, key=lambda f: (runs_at[f], f)) if fractions else None
 fraction = c2.selectbox("Labels kept", fractions, index=fractions.index(busiest) if fractions else None,
