@@ -291,6 +291,9 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
         raise ValueError(f"mode = {mode!r}; use 'scratch', 'finetune' or 'linear'.")
     if mode == "finetune" and encoder_state is None:
         raise ValueError("fine-tuning needs a BYOL encoder: pass the run to start from.")
+    if mode == "scratch" and encoder_state is not None:
+        raise ValueError("mode 'scratch' starts from random weights, yet an encoder was passed; "
+                         "use mode 'finetune' to start from it.")
     if splits.num_classes < 2 or len(splits.labelled_train) == 0:
         raise TrainingError(f"data set {splits.name!r} has no labelled training images; supervised "
                             "training needs class labels (for a folder, use one subfolder per class).")

@@ -94,7 +94,11 @@ def test_every_stage_runs_through_the_shared_loop(cfg, splits, monkeypatch):
     byol = pretrain_byol(cfg, splits)
     encoder = byol.model.online_encoder.model.state_dict()
     for mode in ("scratch", "finetune", "linear"):
-        train_supervised(cfg, splits, mode, encoder_state=encoder)
+        train_supervised(cfg, splits, mode, encoder_state=None if mode == "scratch" else encoder)
+    assert stages == ["byol", "scratch", "finetune", "linear"]
+    # A scratch baseline that silently started from the encoder would be a fine-tune under another name.
+    with pytest.raises(ValueError, match="'scratch' starts from random weights.*'finetune'"):
+        train_supervised(cfg, splits, "scratch", encoder_state=encoder)
     assert stages == ["byol", "scratch", "finetune", "linear"]
 
 
