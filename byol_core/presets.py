@@ -89,7 +89,11 @@ def cpu_quick() -> ExperimentConfig:
 def fmnist_30min() -> ExperimentConfig:
     """All of Fashion-MNIST (54k training images after validation, 10k test) with cpu-quick's
     network and views, for 18 epochs: what 2 AMD EPYC cores without bf16 (~570 images per second)
-    pretrain in ~29 minutes. Measured with benchmarks/accuracy_vs_minutes.py.
+    pretrain in ~29 minutes. Measured with benchmarks/accuracy_vs_minutes.py over 3 seeds (test,
+    mean ± 95% CI half-width): linear probe 80.6% ± 0.7 with 1% of the labels (540 images) against
+    76.9% ± 2.2 from scratch, 86.8% ± 0.7 with all labels. What did not move it: pretraining past
+    ~16 minutes (the 1% probe stays at ~80.5% on validation), and the probe's own settings (300
+    epochs, lr 3e-3, weight decay 0.01 or 0.1: within -1.3..+0.6 points on validation).
     """
     return with_overrides(cpu_quick(), {"name": "fmnist-30min", "data.max_train_images": None,
                                         "data.max_test_images": None, "byol.optim.epochs": 18,
