@@ -99,7 +99,7 @@ def report(args: argparse.Namespace) -> None:
             cfg = with_overrides(base, {"seed": seed, "data.label_fraction": fraction})
             splits = load_data(cfg.data)
             for path in kept:
-                ck = torch.load(path, map_location="cpu")
+                ck = torch.load(path, map_location="cpu", weights_only=True)
                 val, test = _probe(cfg, splits, ck["encoder"], "linear")
                 row = {"seed": seed, "label_fraction": fraction, "labelled": len(splits.labelled_train),
                        "epoch": ck["epoch"], "minutes": ck["train_seconds"] / 60, "val_probe": val}
