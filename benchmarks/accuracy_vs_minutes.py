@@ -2,19 +2,22 @@
 
     python benchmarks/accuracy_vs_minutes.py pretrain --preset fmnist-30min --seed 0 --dir runs-minutes
     python benchmarks/accuracy_vs_minutes.py pretrain --preset fmnist-30min --seed 1 --dir runs-minutes
-    python benchmarks/accuracy_vs_minutes.py report --preset fmnist-30min --dir runs-minutes --fractions 0.01,1
+    python benchmarks/accuracy_vs_minutes.py report --preset fmnist-30min --dir runs-minutes --fractions 0.0111112,1
 
 ``pretrain`` trains one seed and keeps the online encoder every ``--every`` epochs with the training
 seconds so far (evaluation time left out), so seeds can run in parallel processes. ``report`` scores
 every kept encoder with a linear probe at each label fraction on the validation split (the curve),
 scores the last one on the test split, trains supervised from scratch on the same labels for each
 seed, and prints mean ± half-width of the 95% t-interval over seeds and the paired differences.
+Fraction 0.0111112 is 600 labels (60 a class) of the 54,000 left after validation. Scores are cached
+in each seed folder, so ``report`` can run on the first seeds while the last one trains.
 Writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -83,6 +86,49 @@ def _probe(cfg: ExperimentConfig, splits: Any, state: dict[str, torch.Tensor] | 
     return _last_val(events), result.test_accuracy
 
 
+def _score(cfg: ExperimentConfig, splits: Any, path: Path, last: bool, supervised: bool,
+           device: torch.device) -> dict[str, Any]:
+    """One kept encoder's validation probe; for the last one also its test probe, kNN and (if asked)
+    supervised from scratch and fine-tuning on the same labels."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    val, test = _probe(cfg, splits, ck["encoder"], "linear")
+    row = {"seed": cfg.seed, "label_fraction": cfg.data.label_fraction, "labelled": len(splits.labelled_train),
+           "epoch": ck["epoch"], "minutes": ck["train_seconds"] / 60, "val_probe": val}
+    if last:
+        encoder = build_encoder(cfg.model)
+        encoder.model.load_state_dict(ck["encoder"])
+        row["test_probe"] = test
+        row["test_knn"] = knn_eval(encoder.to(device), splits, cfg, device)
+        if supervised:
+            for mode in ("scratch", "finetune"):
+                state = ck["encoder"] if mode == "finetune" else None
+                row[f"test_{mode}"] = _probe(cfg, splits, state, mode)[1]
+    return row
+
+
+class _ScoreCache:
+    """Scores already computed, kept beside the encoders: a rerun after adding a seed scores only the new one.
+
+    Keyed by the checkpoint, the whole config (so a changed probe setting is scored afresh) and what was asked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def _key(cfg: ExperimentConfig, name: str, last: bool, supervised: bool) -> str:
+        digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+        return f"{name}|{digest}|{'last' if last else 'curve'}|{'sup' if supervised and last else ''}"
+
+    def get(self, cfg: ExperimentConfig, name: str, last: bool, supervised: bool) -> dict[str, Any] | None:
+        return self.rows.get(self._key(cfg, name, last, supervised))
+
+    def put(self, cfg: ExperimentConfig, name: str, last: bool, supervised: bool, row: dict[str, Any]) -> None:
+        self.rows[self._key(cfg, name, last, supervised)] = row
+        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
+
+
 def report(args: argparse.Namespace) -> None:
     base = _config(args)
     device, _ = prepare_runtime(base)
@@ -92,35 +138,35 @@ def report(args: argparse.Namespace) -> None:
         raise SystemExit(f"no seed folders in {args.dir}: run the pretrain command first")
     curve: list[dict[str, Any]] = []
     finals: dict[str, dict[float, list[float]]] = {}
+    labelled: dict[float, int] = {}  # images behind each fraction, e.g. 0.0111112 -> 600 of 54,000
     for seed_dir in seed_dirs:
         seed = int(seed_dir.name[4:])
         kept = sorted(seed_dir.glob("epoch*.pt"))
+        # The last encoder always; the curve every --curve-every epochs (a probe on all labels takes minutes).
+        kept = [p for p in kept if p == kept[-1] or int(p.stem[5:]) % args.curve_every == 0]
+        cache = _ScoreCache(seed_dir / "scores.json")
         for fraction in fractions:
             cfg = with_overrides(base, {"seed": seed, "data.label_fraction": fraction})
             splits = load_data(cfg.data)
+            labelled[fraction] = len(splits.labelled_train)
             for path in kept:
-                ck = torch.load(path, map_location="cpu", weights_only=True)
-                val, test = _probe(cfg, splits, ck["encoder"], "linear")
-                row = {"seed": seed, "label_fraction": fraction, "labelled": len(splits.labelled_train),
-                       "epoch": ck["epoch"], "minutes": ck["train_seconds"] / 60, "val_probe": val}
-                if path == kept[-1]:
-                    encoder = build_encoder(cfg.model)
-                    encoder.model.load_state_dict(ck["encoder"])
-                    row["test_probe"] = test
-                    row["test_knn"] = knn_eval(encoder.to(device), splits, cfg, device)
-                    finals.setdefault("BYOL linear probe", {}).setdefault(fraction, []).append(test)
+                last, supervised = path == kept[-1], fraction < 1 or args.full_supervised
+                row = cache.get(cfg, path.name, last, supervised)
+                if row is None:
+                    row = _score(cfg, splits, path, last, supervised, device)
+                    cache.put(cfg, path.name, last, supervised, row)
+                if last:
+                    finals.setdefault("BYOL linear probe", {}).setdefault(fraction, []).append(row["test_probe"])
                     finals.setdefault("BYOL kNN", {}).setdefault(fraction, []).append(row["test_knn"])
-                    if fraction < 1 or args.full_supervised:
-                        for mode, name in (("scratch", "supervised from scratch"), ("finetune", "BYOL fine-tuned")):
-                            state = ck["encoder"] if mode == "finetune" else None
-                            row[f"test_{mode}"] = _probe(cfg, splits, state, mode)[1]
+                    for mode, name in (("scratch", "supervised from scratch"), ("finetune", "BYOL fine-tuned")):
+                        if f"test_{mode}" in row:
                             finals.setdefault(name, {}).setdefault(fraction, []).append(row[f"test_{mode}"])
                 curve.append(row)
                 print(json.dumps(row), flush=True)
 
     print(f"\nvalidation linear probe against pretraining minutes ({len(seed_dirs)} seeds, mean ± 95% CI half-width)")
     epochs = sorted({r["epoch"] for r in curve})
-    print(f"{'epoch':>5} {'minutes':>8} " + " ".join(f"{f'probe {f:g}':>16}" for f in fractions))
+    print(f"{'epoch':>5} {'minutes':>8} " + " ".join(f"{f'probe {labelled[f]}':>16}" for f in fractions))
     table = []
     for epoch in epochs:
         rows = [r for r in curve if r["epoch"] == epoch]
@@ -136,9 +182,10 @@ def report(args: argparse.Namespace) -> None:
     for name, by_fraction in finals.items():
         for fraction, values in by_fraction.items():
             s = summarize(values)
-            final_rows.append({"method": name, "label_fraction": fraction, "n": s.n, "mean": s.mean,
+            final_rows.append({"method": name, "label_fraction": fraction, "labelled": labelled[fraction],
+                               "n": s.n, "mean": s.mean,
                                "ci95": list(s.ci) if s.ci else None, "values": values})
-            print(f"{name:>26} {fraction:>6g} {format_ci(s):>16}  values {[round(100 * v, 2) for v in values]}")
+            print(f"{name:>26} {labelled[fraction]:>6} {format_ci(s):>16}  values {[round(100 * v, 2) for v in values]}")
     differences = []
     for fraction in fractions:
         scratch = finals.get("supervised from scratch", {}).get(fraction)
@@ -148,7 +195,7 @@ def report(args: argparse.Namespace) -> None:
                 diff = compare(ours, scratch, name, "supervised from scratch")
                 differences.append({"label_fraction": fraction, "comparison": f"{name} − supervised from scratch",
                                     "text": format_difference(diff)})
-                print(f"{fraction:>6g} {name} − scratch: {format_difference(diff)}")
+                print(f"{labelled[fraction]:>6} labels, {name} − scratch: {format_difference(diff)}")
     out = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, {platform.processor()}",
            "preset": args.preset, "curve": table, "per_seed": curve, "final": final_rows,
            "differences": differences, "config": to_dict(base)}
@@ -168,6 +215,8 @@ def main() -> None:
     sub.choices["pretrain"].add_argument("--seed", type=int, default=0)
     sub.choices["pretrain"].add_argument("--every", type=int, default=2, help="keep the encoder every N epochs")
     sub.choices["report"].add_argument("--fractions", default="0.01,1")
+    sub.choices["report"].add_argument("--curve-every", type=int, default=1,
+                                       help="score the kept encoders of every N-th epoch for the curve (the last always)")
     sub.choices["report"].add_argument("--full-supervised", action="store_true",
                                        help="also train scratch and fine-tune with 100%% of the labels (slow)")
     sub.choices["report"].add_argument("--out", default="benchmarks/results/accuracy_vs_minutes.json")

@@ -3,7 +3,8 @@
     python benchmarks/knn_curve.py --preset cpu-quick [--set byol.optim.epochs=12 ...]
 
 Prints one row per epoch (training seconds, loss, collapse std, kNN accuracy) and the two
-references measured in the same process, and writes JSON to benchmarks/results/.
+references measured in the same process, all on the validation split (a benchmark that tunes
+must not look at test), and writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ def main() -> None:
     splits = load_data(cfg.data)
     device, _ = prepare_runtime(cfg)
 
+    if not len(splits.val):
+        raise SystemExit("this benchmark tunes on the validation split: set data.val_fraction > 0")
     torch.manual_seed(cfg.seed)
-    random_knn = knn_eval(build_encoder(cfg.model).to(device), splits, cfg, device)
+    random_knn = knn_eval(build_encoder(cfg.model).to(device), splits, cfg, device, queries=splits.val)
     size = cfg.augment.image_size
     pixel_knn = knn_accuracy(pixel_features(splits.labelled_train.images, size, splits.mean, splits.std),
                              splits.labelled_train.labels,
-                             pixel_features(splits.test.images, size, splits.mean, splits.std),
-                             splits.test.labels, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                             pixel_features(splits.val.images, size, splits.mean, splits.std),
+                             splits.val.labels, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
                              num_classes=splits.num_classes)
 
     rows = []
@@ -59,14 +62,14 @@ def main() -> None:
         if event["kind"] == "epoch":
             rows.append({"epoch": event["epoch"], "train_seconds": round(clock["train"], 1),
                          "loss": last_step.get("loss"), "collapse_std": last_step.get("collapse_std"),
-                         "img_per_s": last_step.get("img_per_s"), "knn_accuracy": event.get("knn_accuracy")})
+                         "img_per_s": last_step.get("img_per_s"), "val_knn_accuracy": event.get("val_knn_accuracy")})
             print(f"{rows[-1]['epoch']:>5} {rows[-1]['train_seconds']:>8.1f} {rows[-1]['loss']:>7.4f} "
                   f"{rows[-1]['collapse_std']:>9.4f} {rows[-1]['img_per_s']:>8.0f} "
-                  f"{100 * rows[-1]['knn_accuracy']:>7.2f}%", flush=True)
+                  f"{100 * rows[-1]['val_knn_accuracy']:>7.2f}%", flush=True)
         clock["last"] = time.perf_counter()
 
     print(f"data {splits.name}: {len(splits.pretrain_images())} pretrain, {len(splits.labelled_train)} labelled, "
-          f"{len(splits.test)} test; random-init kNN {100 * random_knn:.2f}%, raw-pixel kNN {100 * pixel_knn:.2f}%")
+          f"{len(splits.val)} validation; random-init kNN {100 * random_knn:.2f}%, raw-pixel kNN {100 * pixel_knn:.2f}%")
     print(f"{'epoch':>5} {'train_s':>8} {'loss':>7} {'collapse':>9} {'img/s':>8} {'kNN':>8}")
     clock["last"] = time.perf_counter()
     pretrain_byol(cfg, splits, callbacks=[on_event])

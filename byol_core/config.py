@@ -256,6 +256,9 @@ class SupervisedConfig(_Validated):
         default_factory=lambda: OptimConfig(lr=1e-2, epochs=100, batch_size=1024),
         metadata={"help": "Linear-probe optimisation (on frozen features)."},
     )
+    linear_tune_weight_decay: bool = _f(True, "Linear probe: train one head per weight decay in (0, 1e-4, 1e-3, "
+                                              "1e-2, 3e-2, 1e-1) and keep the best on the validation split "
+                                              "(off, or without a split: linear_optim.weight_decay).")
     crop_scale_min: float = _f(0.5, "Smallest crop area of the light supervised augmentation.", min=0.01, max=1.0)
     flip_p: float = _f(0.5, "Flip probability of the supervised augmentation.", min=0.0, max=1.0)
 

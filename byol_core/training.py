@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from .loop import Callback, LoopHooks, Plan, TrainingError, TrainResult, run_loo
 from .losses import collapse_std
 from .models import BYOL, Classifier, Encoder, build_encoder
 from .optim import build_optimizer, descend
+from .probe import PROBE_WEIGHT_DECAYS, HeadBank
 from .schedules import cosine_tau
 
 MAX_EVALS = 25  # test-set evaluations per supervised run, at most (plus the final one)
@@ -206,7 +208,12 @@ class _SupervisedHooks(LoopHooks):
 
 
 class _LinearProbeHooks(LoopHooks):
-    """A linear layer on features of the frozen encoder, computed once; reports at epoch ends only."""
+    """Linear heads on features of the frozen encoder, computed once; reports at epoch ends only.
+
+    With a validation split and ``supervised.linear_tune_weight_decay``, one head per weight decay in
+    :data:`PROBE_WEIGHT_DECAYS` trains side by side and the best on validation is kept; otherwise one
+    head with ``linear_optim.weight_decay``. Either way weight decay is an L2 penalty in the loss.
+    """
 
     name, optim_section = "linear", "supervised.linear_optim"
 
@@ -223,33 +230,40 @@ class _LinearProbeHooks(LoopHooks):
         self.x_train, self.x_val = (x_train - self.mu) / self.sigma, (x_val - self.mu) / self.sigma
         self.y_train, self.y_val = train.labels.to(device), splits.val.labels.to(device)
         self.classifier = classifier
-        head = nn.Linear(x_train.shape[1], splits.num_classes).to(device)
         optim_cfg = cfg.supervised.linear_optim
+        tune = cfg.supervised.linear_tune_weight_decay and len(self.y_val) > 0
+        self.weight_decays = PROBE_WEIGHT_DECAYS if tune else (optim_cfg.weight_decay,)
+        self.best = 0  # the head kept: the best on validation at the latest evaluation
+        heads = HeadBank(x_train.shape[1], splits.num_classes, self.weight_decays).to(device)
         plan = Plan.for_data(len(x_train), optim_cfg)
-        super().__init__(head, build_optimizer(list(head.parameters()), optim_cfg, device), plan, optim_cfg,
-                         device, device)
+        optimizer = build_optimizer(list(heads.parameters()), replace(optim_cfg, weight_decay=0.0), device)
+        super().__init__(heads, optimizer, plan, optim_cfg, device, device)
 
     def step(self, step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.loss = F.cross_entropy(self.model(self.x_train[idx]), self.y_train[idx])
-        descend(self.optimizer, self.loss, self.learning_rate(step))
+        self.losses = self.model.losses(self.x_train[idx], self.y_train[idx])
+        descend(self.optimizer, self.losses.sum(), self.learning_rate(step))
         return {}
 
     def evaluation_due(self, step: int, epoch: int) -> bool:
         return True  # the loss is reported once per epoch; the validation score when there is a split
 
     def evaluate(self) -> dict[str, Any]:
-        event: dict[str, Any] = {"loss": self.loss.item()}
+        event: dict[str, Any] = {}
         if len(self.y_val):
-            with torch.no_grad():
-                event["val_accuracy"] = (self.model(self.x_val).argmax(1) == self.y_val).float().mean().item()
+            accuracies = self.model.accuracies(self.x_val, self.y_val)
+            self.best = int(accuracies.argmax())
+            event["val_accuracy"] = accuracies[self.best].item()
+            event["weight_decay"] = self.weight_decays[self.best]
+        event["loss"] = self.losses[self.best].item()  # the kept head's
         return event
 
     def result_model(self) -> nn.Module:
-        """The classifier, its head taking the trained layer with the standardisation folded in (raw features)."""
+        """The classifier, its head taking the kept layer with the standardisation folded in (raw features)."""
+        weight, bias = self.model.head(self.best)
         with torch.no_grad():
-            w = self.model.weight / self.sigma
+            w = weight / self.sigma
             self.classifier.head.weight.copy_(w)
-            self.classifier.head.bias.copy_(self.model.bias - (w * self.mu).sum(1))
+            self.classifier.head.bias.copy_(bias - (w * self.mu).sum(1))
         return self.classifier
 
 
