@@ -109,7 +109,8 @@ def _score(cfg: ExperimentConfig, splits: Any, path: Path, last: bool, supervise
 class _ScoreCache:
     """Scores already computed, kept beside the encoders: a rerun after adding a seed scores only the new one.
 
-    Keyed by the checkpoint, the whole config (so a changed probe setting is scored afresh) and what was asked.
+    Keyed by the checkpoint, the config (so a changed probe setting is scored afresh; runtime settings such
+    as the thread count are left out) and what was asked.
     """
 
     def __init__(self, path: Path) -> None:
@@ -118,7 +119,8 @@ class _ScoreCache:
 
     @staticmethod
     def _key(cfg: ExperimentConfig, name: str, last: bool, supervised: bool) -> str:
-        digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+        settings = {k: v for k, v in to_dict(cfg).items() if k != "runtime"}
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         return f"{name}|{digest}|{'last' if last else 'curve'}|{'sup' if supervised and last else ''}"
 
     def get(self, cfg: ExperimentConfig, name: str, last: bool, supervised: bool) -> dict[str, Any] | None:
