@@ -26,9 +26,12 @@ from byol_core.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
-# Measured max |difference| of any parameter after 4 steps: 3.8e-7 (float32 sums in another order, 1 thread
-# per rank against 2); the training moves parameters by more than 1e-3.
+# Measured max |difference| of any parameter after 4 steps: 3.8e-7 (float32 sums in another order); the
+# training moves parameters by more than 1e-3.
 TOLERANCE = 1e-5
+# Each rank runs one thread (OMP_NUM_THREADS below), so the reference does too: on Xeons with AVX-512/AMX
+# oneDNN picks other float32 kernels for 2 threads than for 1, which alone moved parameters by 2.9e-5.
+RANK_THREADS = 1
 # SGD, not the preset's Adam: the biases of the Linear layers before a BatchNorm get a gradient that is zero
 # up to float noise, which Adam scales up to full-size steps of random sign in either run.
 OVERRIDES = {"byol.optim.batch_size": 32, "byol.optim.epochs": 1, "byol.optim.optimizer": "sgd",
@@ -46,7 +49,7 @@ def _torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node=2`` on the loopback interface; an upper bound on time, never a wait."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--rdzv-backend=c10d",
                f"--rdzv-endpoint=127.0.0.1:{_free_port()}", *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(RANK_THREADS)}
     done = subprocess.run(command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -79,7 +82,12 @@ def _single_process_reference(cfg) -> dict[str, torch.Tensor]:
     hooks = training._BYOLHooks(one, splits, device, bf16=False)
     hooks.forward = _PerShardForward(hooks.model)
     initial = {k: v.detach().clone() for k, v in hooks.model.named_parameters()}
-    result = run_loop(hooks, seed=one.seed, log_every=one.runtime.log_every)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(RANK_THREADS)
+    try:
+        result = run_loop(hooks, seed=one.seed, log_every=one.runtime.log_every)
+    finally:
+        torch.set_num_threads(threads)
     trained = {k: v.detach() for k, v in result.model.named_parameters()}
     assert _max_difference(trained, initial) > 100 * TOLERANCE  # the comparison is not between untrained models
     return trained
