@@ -7,8 +7,9 @@
 ``pretrain`` trains one seed and keeps the online encoder every ``--every`` epochs with the training
 seconds so far (evaluation time left out), so seeds can run in parallel processes. ``report`` scores
 every kept encoder with a linear probe at each label fraction on the validation split (the curve),
-scores the last one on the test split, trains supervised from scratch on the same labels for each
-seed, and prints mean ± half-width of the 95% t-interval over seeds and the paired differences.
+scores the last one on the test split (probe and kNN, beside the floors it must beat: raw-pixel kNN
+and random-init kNN), trains supervised from scratch on the same labels for each seed, and prints
+mean ± half-width of the 95% t-interval over seeds and the paired differences.
 Fraction 0.0111112 is 600 labels (60 a class) of the 54,000 left after validation. Scores are cached
 in each seed folder, so ``report`` can run on the first seeds while the last one trains.
 Writes JSON to benchmarks/results/.
@@ -29,8 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from byol_core.builtin_stages import KNN
 from byol_core.config import ExperimentConfig, parse_set_args, to_dict, with_overrides
 from byol_core.data import load_data
+from byol_core.floors import PIXEL_KNN, pixel_knn_accuracy
 from byol_core.loop import Plan
 from byol_core.models import build_encoder
 from byol_core.presets import get_preset
@@ -39,6 +42,7 @@ from byol_core.sweep import parse_fractions
 from byol_core.training import knn_eval, prepare_runtime, pretrain_byol, train_supervised
 
 ENCODER_PREFIX = "online_encoder.model."
+RANDOM_KNN = KNN.method  # "random-init kNN", as the sweep names it
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
@@ -106,6 +110,14 @@ def _score(cfg: ExperimentConfig, splits: Any, path: Path, last: bool, supervise
     return row
 
 
+def _floors(cfg: ExperimentConfig, splits: Any, device: torch.device) -> dict[str, float]:
+    """What BYOL kNN must beat on the same labels and test images: raw pixels and the network at random init."""
+    torch.manual_seed(cfg.seed)  # the random init of this seed, as the kNN stage draws it
+    encoder = build_encoder(cfg.model)
+    return {"test_random_knn": knn_eval(encoder.to(device), splits, cfg, device),
+            "test_pixel_knn": pixel_knn_accuracy(splits, cfg)}
+
+
 class _ScoreCache:
     """Scores already computed, kept beside the encoders: a rerun after adding a seed scores only the new one.
 
@@ -157,10 +169,14 @@ def report(args: argparse.Namespace) -> None:
                 if row is None:
                     row = _score(cfg, splits, path, last, supervised, device)
                     cache.put(cfg, path.name, last, supervised, row)
+                if last and "test_pixel_knn" not in row:  # rows cached before the floors were scored
+                    row.update(_floors(cfg, splits, device))
+                    cache.put(cfg, path.name, last, supervised, row)
                 if last:
                     finals.setdefault("BYOL linear probe", {}).setdefault(fraction, []).append(row["test_probe"])
                     finals.setdefault("BYOL kNN", {}).setdefault(fraction, []).append(row["test_knn"])
-                    for mode, name in (("scratch", "supervised from scratch"), ("finetune", "BYOL fine-tuned")):
+                    for mode, name in (("scratch", "supervised from scratch"), ("finetune", "BYOL fine-tuned"),
+                                       ("random_knn", RANDOM_KNN), ("pixel_knn", PIXEL_KNN)):
                         if f"test_{mode}" in row:
                             finals.setdefault(name, {}).setdefault(fraction, []).append(row[f"test_{mode}"])
                 curve.append(row)
@@ -189,15 +205,16 @@ def report(args: argparse.Namespace) -> None:
                                "ci95": list(s.ci) if s.ci else None, "values": values})
             print(f"{name:>26} {labelled[fraction]:>6} {format_ci(s):>16}  values {[round(100 * v, 2) for v in values]}")
     differences = []
+    pairs = (("BYOL linear probe", "supervised from scratch"), ("BYOL fine-tuned", "supervised from scratch"),
+             ("BYOL kNN", PIXEL_KNN), ("BYOL kNN", RANDOM_KNN))
     for fraction in fractions:
-        scratch = finals.get("supervised from scratch", {}).get(fraction)
-        for name in ("BYOL linear probe", "BYOL fine-tuned"):
-            ours = finals.get(name, {}).get(fraction)
-            if scratch and ours and len(scratch) == len(ours) > 1:
-                diff = compare(ours, scratch, name, "supervised from scratch")
-                differences.append({"label_fraction": fraction, "comparison": f"{name} − supervised from scratch",
+        for name, baseline in pairs:
+            ours, theirs = finals.get(name, {}).get(fraction), finals.get(baseline, {}).get(fraction)
+            if theirs and ours and len(theirs) == len(ours) > 1:
+                diff = compare(ours, theirs, name, baseline)
+                differences.append({"label_fraction": fraction, "comparison": f"{name} − {baseline}",
                                     "text": format_difference(diff)})
-                print(f"{labelled[fraction]:>6} labels, {name} − scratch: {format_difference(diff)}")
+                print(f"{labelled[fraction]:>6} labels: {format_difference(diff)}")
     out = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads, {platform.processor()}",
            "preset": args.preset, "curve": table, "per_seed": curve, "final": final_rows,
            "differences": differences, "config": to_dict(base)}
