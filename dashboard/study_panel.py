@@ -144,9 +144,29 @@ def study_results(summaries: Sequence[RunSummary]) -> None:
                        f"{100 * (drop.get('mean') or 0):+.1f} points, {drop.get('verdict', '')}")
     if study.state == "running":
         st.caption("Still running: the table so far, filled in as each seed finishes.")
-    st.dataframe([{k: r.get(k) for k in ("method", "label_fraction", "augmentation", "evaluation", "n", "mean",
-                                          "std", "ci95") if k in r} for r in rows], hide_index=True,
-                 key="compare.study_table")
+    st.dataframe([table_row(r) for r in rows], hide_index=True, key="compare.study_table")
+
+
+def table_row(row: dict) -> dict:
+    """One study row as people read it: ``84.7% ± 0.7`` with n, the interval and the spread in points.
+
+    The JSON keeps the raw fractions; with 2 seeds a t-interval can pass 0 or 100%, and the table says so
+    rather than clipping it (only the chart's bands stop at the axis).
+    """
+    shown = {k: row[k] for k in ("method", "augmentation", "evaluation") if k in row}
+    if "label_fraction" in row:
+        shown["labels"] = f"{100 * row['label_fraction']:.3g}%"
+    mean, ci = 100 * row["mean"], row.get("ci95")
+    shown["n"] = row.get("n")
+    if ci:
+        shown["accuracy (95% CI)"] = f"{mean:.1f}% ± {100 * (ci[1] - ci[0]) / 2:.1f}"
+        shown["interval"] = f"{100 * ci[0]:.1f} to {100 * ci[1]:.1f}%"
+    else:
+        shown["accuracy (95% CI)"] = f"{mean:.1f}% (n={row.get('n')}, no interval)"
+        shown["interval"] = ""
+    if row.get("std") is not None:
+        shown["std (points)"] = round(100 * row["std"], 1)
+    return shown
 
 
 def study_section(manager: JobManager, summaries: Sequence[RunSummary]) -> None:

@@ -368,3 +368,20 @@ def test_the_train_pages_preset_follows_the_data_set(runs_dir):
     at.selectbox(key="train.preset").set_value("tiny").run()  # a choice for the same data set is kept
     at.run()
     assert at.selectbox(key="train.preset").value == "tiny"
+
+
+def test_study_table_reads_as_mean_plus_minus_half_width():
+    from dashboard.study_panel import table_row
+
+    row = {"method": "BYOL linear probe", "label_fraction": 0.0111112, "n": 3, "mean": 0.8472,
+           "std": 0.0026, "ci95": [0.8406, 0.8537], "values": [0.8502, 0.8454, 0.8459]}
+    shown = table_row(row)
+    assert shown["labels"] == "1.11%" and shown["n"] == 3
+    assert shown["accuracy (95% CI)"] == "84.7% ± 0.7"
+    assert shown["interval"] == "84.1 to 85.4%"
+    assert shown["std (points)"] == 0.3
+    wide = table_row({"method": "BYOL kNN", "augmentation": "full", "n": 2, "mean": 0.4258, "std": 0.105,
+                      "ci95": [-0.517, 1.369]})
+    assert wide["interval"] == "-51.7 to 136.9%" and "labels" not in wide  # shown as computed, not clipped
+    assert table_row({"method": "m", "n": 1, "mean": 0.5, "ci95": None})["accuracy (95% CI)"] == \
+        "50.0% (n=1, no interval)"
