@@ -30,16 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from byol_core.builtin_stages import KNN
 from byol_core.config import ExperimentConfig, parse_set_args, to_dict, with_overrides
 from byol_core.data import load_data
-from byol_core.floors import PIXEL_KNN, pixel_knn_accuracy
-from byol_core.loop import Plan
-from byol_core.models import build_encoder
+from byol_core.lab.builtin_stages import KNN
+from byol_core.methods.floors import PIXEL_KNN, pixel_knn_accuracy
+from byol_core.methods.loop import Plan
+from byol_core.methods.networks import build_encoder
+from byol_core.methods.training import knn_eval, prepare_runtime, pretrain_byol, train_supervised
 from byol_core.presets import get_preset
 from byol_core.stats import compare, format_ci, format_difference, summarize
-from byol_core.sweep import parse_fractions
-from byol_core.training import knn_eval, prepare_runtime, pretrain_byol, train_supervised
+from byol_core.studies.sweep import parse_fractions
 
 ENCODER_PREFIX = "online_encoder.model."
 RANDOM_KNN = KNN.method  # "random-init kNN", as the sweep names it

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from byol_core.augment import BYOLAugment
+from byol_core.augment.views import BYOLAugment
 from byol_core.config import AugmentConfig
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "augment_speed.json"

@@ -7,7 +7,7 @@ Two ways to run one BYOL pretraining job:
   ui         ``streamlit run dashboard/app.py``; Chromium (Playwright) opens the Train page, picks the
              same preset and epochs in the form, clicks Start and keeps the page open (its job card
              re-renders the loss chart every few seconds via ``st.fragment``) until "Finished: kNN
-             accuracy". The dashboard trains in a worker process it starts (``byol_core.worker``).
+             accuracy". The dashboard trains in a worker process it starts (``byol_core.lab.worker``).
 The runs alternate, headless first and last (H, U, H, U, H, ... with ``--repeats`` UI runs), so a
 noisy, shared machine slows both alike. Throughput comes from each run's metrics.jsonl "step"
 events (one per ``runtime.log_every`` steps, with the window's ``img_per_s``):
@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.serve import free_port, settle, stop_server, wait_healthy
-from byol_core.builtin_stages import BYOL
+from byol_core.lab.builtin_stages import BYOL
+from byol_core.lab.run_store import RunStore
 from byol_core.presets import PRESETS, get_preset
-from byol_core.runs import RunStore
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "dashboard_overhead.json"
 CHROMIUM = "/usr/bin/chromium"

@@ -1,6 +1,6 @@
 """Latency of the dashboard's augmentation preview: 8 source images -> originals, view 1, view 2.
 
-What the Data page does on every control change, minus Streamlit itself: ``byol_core.augment.preview``
+What the Data page does on every control change, minus Streamlit itself: ``byol_core.augment.views.preview``
 (the Kornia reference pipeline, both views, paper defaults) on 8 cached uint8 images, and the
 same plus turning the three rows into the 96 px grid the page shows. Each draw uses a new seed,
 as the page's "New draw" button does. The budget is 300 ms per re-render on 2 CPU cores.
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from byol_core.augment import preview
+from byol_core.augment.views import preview
 from byol_core.config import DataConfig
 from byol_core.data import DataError, load_data
 from byol_core.presets import byol_paper_augment

@@ -1,7 +1,7 @@
 """Training speed of a dashboard job beside a CPU hog, for torch thread counts and OpenMP wait policies.
 
 Each case trains the same BYOL job for a fixed number of steps in a worker process
-(``python -m byol_core.worker``, exactly as the dashboard does), with or without a busy process
+(``python -m byol_core.lab.worker``, exactly as the dashboard does), with or without a busy process
 beside it (one core spinning, as a browser or a second job would). Speed is the median img/s of
 the job's step events; each case is reported as a ratio to the reference case (2 threads,
 libgomp's default wait policy, no hog) measured in the same invocation, since this machine is shared.
@@ -26,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from byol_core import runner
-from byol_core.builtin_stages import BYOL
 from byol_core.config import with_overrides
-from byol_core.plans import plan
+from byol_core.lab import runner
+from byol_core.lab.builtin_stages import BYOL
+from byol_core.lab.plans import plan
+from byol_core.lab.run_store import RunStore
 from byol_core.presets import get_preset
-from byol_core.runs import RunStore
 
 # (torch threads, OMP_WAIT_POLICY): "" is libgomp's own default (spin a while, then sleep), which
 # byol_core would otherwise replace with PASSIVE when the worker imports it.
@@ -47,7 +47,7 @@ def _job_speed(store: RunStore, preset: str, steps: int, threads: int, wait_poli
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env["OMP_WAIT_POLICY"] = wait_policy
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "byol_core.worker", str(store.root), run.id, "--threads", str(threads)],
+    subprocess.run([sys.executable, "-m", "byol_core.lab.worker", str(store.root), run.id, "--threads", str(threads)],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     speeds = [e["img_per_s"] for e in run.read_metrics() if e.get("kind") == "step" and e.get("img_per_s")]

@@ -28,12 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from byol_core.augment import BYOLAugment
+from byol_core.augment.views import BYOLAugment
 from byol_core.config import ModelConfig, parse_set_args, with_overrides
 from byol_core.device import autocast, resolve_device, use_bf16
-from byol_core.models import BYOL, build_backbone
+from byol_core.methods.networks import BYOL, build_backbone
+from byol_core.methods.training import byol_step
 from byol_core.presets import byol_paper_augment
-from byol_core.training import byol_step
 
 
 def _sync(device: torch.device) -> None:

@@ -11,6 +11,7 @@ import os
 # user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from . import studies  # noqa: F401 - registers the built-in stages: the lab's, then the studies'
 from .config import (  # after the OpenMP policy above
     AugmentConfig,
     BYOLConfig,
@@ -27,8 +28,8 @@ from .config import (  # after the OpenMP policy above
     save_config,
     with_overrides,
 )
+from .lab.run_store import Run, RunStore
 from .presets import PRESETS, byol_paper_augment, get_preset
-from .runs import Run, RunStore
 
 __all__ = [
     "PRESETS",

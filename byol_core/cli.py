@@ -11,19 +11,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import distributed, runner
-from .ablation import AblationResult
-from .annotations import annotate
-from .builtin_stages import ABLATION, BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR, SWEEP
+from . import distributed
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
-from .experiment import run_experiment
-from .plans import plan
+from .lab import runner
+from .lab.annotations import annotate
+from .lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
+from .lab.export import encoder_bundle, loading_snippet, write_bundle
+from .lab.plans import plan
+from .lab.run_store import RunStore
+from .lab.summary import list_summaries
+from .methods.training import Callback, TrainingError
 from .presets import PRESETS, get_preset
-from .runs import RunStore
-from .summary import list_summaries
-from .sweep import SweepResult, parse_fractions
-from .training import Callback, TrainingError
+from .studies.ablation import ABLATION, AblationResult
+from .studies.experiment import run_experiment
+from .studies.sweep import SWEEP, SweepResult, parse_fractions
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
@@ -251,8 +253,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{summary.id:<56} {summary.state:<12}{acc}{name}{flags}{note}")
         return 0
     if args.command == "export":
-        from .export import encoder_bundle, loading_snippet, write_bundle
-
         path = write_bundle(store, args.run_id, args.out)
         print(f"wrote {path}\n\n# load it with:\n{loading_snippet(encoder_bundle(store, args.run_id), path.name)}")
         return 0

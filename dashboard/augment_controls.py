@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from byol_core.augment_ops import blur_kernel_size
+from byol_core.augment.ops import blur_kernel_size
 from byol_core.config import AugmentConfig, ViewAugmentConfig, field_schema
 from byol_core.presets import byol_paper_augment
 
@@ -231,7 +231,7 @@ def python_snippet(cfg: AugmentConfig, data_name: str = "digits", folder: str | 
 
     data_args = f"name={data_name!r}" + (f", folder={folder!r}" if folder else "")
     return "\n".join([
-        "from byol_core.augment import BYOLAugment, preview",
+        "from byol_core.augment.views import BYOLAugment, preview",
         "from byol_core.config import AugmentConfig, DataConfig, ViewAugmentConfig",
         "from byol_core.data import load_data",
         "",

@@ -9,10 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from byol_core.analysis.error_analysis import Predictions, knn_predictions, stored_predictions
 from byol_core.data import load_data
-from byol_core.errors import Predictions, knn_predictions, stored_predictions
-from byol_core.runs import RunStore
-from byol_core.summary import RunSummary
+from byol_core.lab.run_store import RunStore
+from byol_core.lab.summary import RunSummary
 from dashboard import images, state
 
 GALLERY = 24

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from byol_core.augment_ops import to_float_rgb
+from byol_core.augment.ops import to_float_rgb
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:

@@ -12,10 +12,10 @@ import os
 
 import streamlit as st
 
-from byol_core.guards import chance_note
-from byol_core.jobs import Job, JobManager
-from byol_core.runs import Run
-from byol_core.stages import get_stage
+from byol_core.lab.guards import chance_note
+from byol_core.lab.jobs import Job, JobManager
+from byol_core.lab.run_store import Run
+from byol_core.lab.stages import get_stage
 from dashboard import charts, state, tables
 
 PROGRESS_SECONDS = 5.0
@@ -144,8 +144,8 @@ def _watch_for_new_jobs(manager: JobManager, shown: frozenset[str]) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _encoder_file(root: str, run_id: str, encoder_mtime: float) -> tuple[bytes, str]:
-    from byol_core.export import bundle_bytes, encoder_bundle, loading_snippet
-    from byol_core.runs import RunStore
+    from byol_core.lab.export import bundle_bytes, encoder_bundle, loading_snippet
+    from byol_core.lab.run_store import RunStore
 
     bundle = encoder_bundle(RunStore(root), run_id)
     return bundle_bytes(bundle), loading_snippet(bundle, f"encoder-{run_id}.pt")

@@ -1,6 +1,6 @@
 """The Data page's augmentation preview, kept fast on a busy 2-core machine.
 
-``byol_core.augment.preview`` works on 8 small images: dozens of tiny tensor ops. With torch's
+``byol_core.augment.views.preview`` works on 8 small images: dozens of tiny tensor ops. With torch's
 default of one OpenMP thread per core, each op splits across both cores and waits for the slower
 one; when training (or anything else) keeps a core busy, that wait dominates and a preview takes
 seconds instead of tens of milliseconds (see benchmarks/preview_latency.py). So previews run in
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from byol_core.augment import preview
+from byol_core.augment.views import preview
 from byol_core.config import AugmentConfig
 
 _lock = threading.Lock()

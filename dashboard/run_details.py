@@ -1,8 +1,8 @@
 """What exactly a run was, under its charts on the Train page: its name and note, the full config,
 the fields that differ from another run, and archiving or deleting it.
 
-Every change goes through ``byol_core`` (:func:`~byol_core.annotations.annotate`,
-:meth:`~byol_core.runs.RunStore.delete`); this module only draws the controls and says what happened.
+Every change goes through ``byol_core`` (:func:`~byol_core.lab.annotations.annotate`,
+:meth:`~byol_core.lab.run_store.RunStore.delete`); this module only draws the controls and says what happened.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import streamlit as st
 
-from byol_core.annotations import MAX_NAME_CHARS, MAX_NOTE_CHARS, annotate
-from byol_core.runs import RunStore
-from byol_core.summary import RunSummary, run_config_diff
+from byol_core.lab.annotations import MAX_NAME_CHARS, MAX_NOTE_CHARS, annotate
+from byol_core.lab.run_store import RunStore
+from byol_core.lab.summary import RunSummary, run_config_diff
 from dashboard import state
 
 

@@ -1,7 +1,7 @@
 """Process-wide objects and per-session choices shared by the dashboard's pages.
 
-Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.jobs.JobManager` that runs
-training jobs in background worker processes, and the UMAP :class:`~byol_core.embeddings.KeyedFutures` of UMAP layouts. Per
+Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.lab.jobs.JobManager` that runs
+training jobs in background worker processes, and the UMAP :class:`~byol_core.analysis.embeddings.KeyedFutures` of UMAP layouts. Per
 session (``st.session_state``): the data set and augmentation the Data page chose, so the Train
 page trains on exactly what was previewed. Nothing here learns anything; it only wires
 ``byol_core`` objects to the UI.
@@ -18,12 +18,11 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from byol_core import uploads
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
-from byol_core.data import DataError, DataSplits, load_data
-from byol_core.jobs import JobManager
+from byol_core.data import DataError, DataSplits, load_data, uploads
+from byol_core.lab.jobs import JobManager
+from byol_core.lab.run_store import RunStore
 from byol_core.presets import byol_paper_augment, get_preset
-from byol_core.runs import RunStore
 
 RUNS_DIR_ENV = "BYOL_RUNS_DIR"
 MAX_JOBS_ENV = "BYOL_MAX_JOBS"
@@ -92,16 +91,16 @@ def get_store() -> RunStore:
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda futures: futures.shutdown())
-def get_projections():  # -> byol_core.embeddings.KeyedFutures
+def get_projections():  # -> byol_core.analysis.embeddings.KeyedFutures
     """The process's background UMAP projections, one future per cache key (two at a time)."""
-    from byol_core.embeddings import KeyedFutures
+    from byol_core.analysis.embeddings import KeyedFutures
 
     return KeyedFutures(max_workers=2, name="umap")
 
 
 def start_umap_warmup() -> None:
     """Compile UMAP's numba code in the background once per process, so the first projection is quick."""
-    from byol_core.embeddings import warm_up_umap  # looked up per call, so tests can replace it
+    from byol_core.analysis.embeddings import warm_up_umap  # looked up per call, so tests can replace it
 
     warm_up_umap()
 
@@ -197,7 +196,7 @@ def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[
     return _preview_sample(_cfg_key(cfg), count)
 
 
-# Uploads live in byol_core.uploads; these names stay here for the code that used them from the dashboard.
+# Uploads live in byol_core.data.uploads; these names stay here for the code that used them from the dashboard.
 MAX_UPLOAD_BYTES = uploads.MAX_UPLOAD_BYTES
 KEEP_UPLOAD_FOLDERS = uploads.KEEP_UPLOAD_FOLDERS
 MAX_NAME_CHARS = uploads.MAX_NAME_CHARS
@@ -205,5 +204,5 @@ _safe_upload_name = uploads.safe_file_name
 
 
 def save_uploads(files: list, root: str = "data") -> Path:
-    """Unlabelled uploaded images saved as a folder (:func:`byol_core.uploads.save_uploads`); returns the folder."""
+    """Unlabelled uploaded images saved as a folder (:func:`byol_core.data.uploads.save_uploads`); returns the folder."""
     return uploads.save_uploads(files, root, max_bytes=MAX_UPLOAD_BYTES).folder

@@ -1,7 +1,7 @@
 """The Compare page's studies: start a label-efficiency sweep (or the colour ablation) as a job, draw their tables.
 
-A study is a job like a training (:mod:`byol_core.studies`): the form only collects choices,
-:func:`byol_core.plans.plan` checks them, and the job manager runs it and refuses a duplicate. Its
+A study is a job like a training (:mod:`byol_core.studies.common`): the form only collects choices,
+:func:`byol_core.lab.plans.plan` checks them, and the job manager runs it and refuses a duplicate. Its
 progress is on the Train page's job list and, while it runs, here.
 """
 
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from byol_core.ablation import run_count as ablation_run_count
-from byol_core.builtin_stages import ABLATION, SWEEP
-from byol_core.jobs import Job, JobManager
-from byol_core.plans import JobSpec, plan
+from byol_core.lab.jobs import Job, JobManager
+from byol_core.lab.plans import JobSpec, plan
+from byol_core.lab.summary import RunSummary
 from byol_core.presets import PRESETS, get_preset
-from byol_core.summary import RunSummary
-from byol_core.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, run_counts
+from byol_core.studies.ablation import ABLATION
+from byol_core.studies.ablation import run_count as ablation_run_count
+from byol_core.studies.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, SWEEP, run_counts
 from dashboard import charts, job_cards, state
 
 FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]

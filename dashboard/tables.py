@@ -1,6 +1,6 @@
 """Formatting of run summaries for the pages: the Compare table and CSV, curves, durations.
 
-The run model itself lives in core (:mod:`byol_core.summary`); this module only shapes it for
+The run model itself lives in core (:mod:`byol_core.lab.summary`); this module only shapes it for
 display.
 """
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from byol_core.summary import RunSummary
+from byol_core.lab.summary import RunSummary
 
 # New columns go after the first three, which readers of older exports rely on.
 CSV_COLUMNS = ("method", "accuracy", "metric", "name", "dataset", "label_fraction", "seed", "lr", "augmentation",

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from byol_core.cli import main
-from byol_core.runs import RunStore
+from byol_core.lab.run_store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

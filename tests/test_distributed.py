@@ -17,12 +17,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from byol_core import cli, distributed, loop, training
+from byol_core import cli, distributed
 from byol_core.config import with_overrides
 from byol_core.data import load_data
-from byol_core.loop import Plan, run_loop
+from byol_core.lab.run_store import RunStore
+from byol_core.methods import loop, training
+from byol_core.methods.loop import Plan, run_loop
 from byol_core.presets import get_preset
-from byol_core.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2

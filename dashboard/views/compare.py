@@ -7,11 +7,11 @@ from collections import Counter
 import streamlit as st
 
 from byol_core import stats
-from byol_core.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
-from byol_core.guards import chance_note
-from byol_core.plans import plan
+from byol_core.lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
+from byol_core.lab.guards import chance_note
+from byol_core.lab.plans import plan
+from byol_core.lab.summary import list_summaries
 from byol_core.presets import get_preset
-from byol_core.summary import list_summaries
 from dashboard import charts, job_cards, state, tables
 from dashboard.study_panel import study_section  # start a sweep or ablation, draw their tables
 

@@ -7,8 +7,8 @@ import time
 
 import streamlit as st
 
-from byol_core import uploads
 from byol_core.config import AugmentConfig, DataConfig, field_schema, to_json
+from byol_core.data import uploads
 from dashboard import augment_controls as ac
 from dashboard import images, state
 from dashboard.preview import run_preview

@@ -16,8 +16,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from byol_core.config import ExperimentConfig
-from byol_core.embeddings import (
+from byol_core.analysis.embeddings import (
     CACHE_DIRNAME,
     RANDOM_INIT,
     UMAP_MIN_POINTS,
@@ -33,7 +32,8 @@ from byol_core.embeddings import (
     umap_2d,
     umap_warm,
 )
-from byol_core.summary import list_summaries
+from byol_core.config import ExperimentConfig
+from byol_core.lab.summary import list_summaries
 from dashboard import charts, images, selection, state
 
 NONE = "— none —"
@@ -124,7 +124,7 @@ def _config_of(source: str) -> ExperimentConfig:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _embedding(cache_path: str, root: str, source: str, ref: str | None, n: int) -> EmbeddingSet:
     # Keyed by byol_core's own cache path, which changes when the encoder's weights do.
-    from byol_core.runs import RunStore
+    from byol_core.lab.run_store import RunStore
 
     return compute_embeddings(RunStore(root), source, reference_run=ref, max_points=n)
 
@@ -136,7 +136,7 @@ def _scores(cache_path: str, _es: EmbeddingSet) -> dict[str, float]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _predicted(cache_path: str, root: str, ref: str | None, _es: EmbeddingSet) -> np.ndarray:
-    from byol_core.runs import RunStore
+    from byol_core.lab.run_store import RunStore
 
     return set_predictions(RunStore(root), _es, reference_run=ref)
 

@@ -1,6 +1,6 @@
 """Train: start BYOL and supervised runs as background jobs, watch them learn, stop and resume them.
 
-The page only collects choices; :func:`byol_core.plans.plan` turns them into the job (and says
+The page only collects choices; :func:`byol_core.lab.plans.plan` turns them into the job (and says
 what it changed), and the job manager refuses duplicates.
 """
 
@@ -10,11 +10,11 @@ import os
 
 import streamlit as st
 
-from byol_core import guards
-from byol_core.plans import plan
+from byol_core.lab import guards
+from byol_core.lab.plans import plan
+from byol_core.lab.stages import Stage, get_stage, stages
+from byol_core.lab.summary import RunSummary, list_summaries
 from byol_core.presets import PRESETS, get_preset
-from byol_core.stages import Stage, get_stage, stages
-from byol_core.summary import RunSummary, list_summaries
 from dashboard import error_analysis, job_cards, run_details, state, tables
 
 RECENT_JOBS_SHOWN = 4
@@ -152,7 +152,7 @@ with st.container(border=True):
     if spec is not None and (spec.changes or spec.notes):
         with st.expander(f"What this job changes from the {preset} preset ({len(spec.changes)})"):
             st.markdown("\n".join([f"- {c.markdown()}" for c in spec.changes] + [f"- {n}" for n in spec.notes]))
-    # ---- guard rails (byol_core.guards): a job that cannot work on this data is blocked, a misleading one warned
+    # ---- guard rails (byol_core.lab.guards): a job that cannot work on this data is blocked, a misleading one warned
     blocked = False
     for guard in guards.check_spec(spec) if spec is not None else []:
         blocked |= guard.level == "block"

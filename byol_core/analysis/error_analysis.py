@@ -1,0 +1,86 @@
+"""Where a model fails: per-image test predictions, the confusion matrix and the misclassified images.
+
+kNN predictions of any run with an encoder are computed on demand (the labelled training images
+vote, exactly as the run's kNN accuracy was scored). Runs that store ``predictions.npz`` (test
+predictions of a trained classifier) are read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import ExperimentConfig
+from ..data import DataSplits, load_data
+from ..lab.run_store import RunStore
+from ..lab.summary import summarize
+from ..methods.evaluation import embed, knn_predict
+from ..methods.networks import Encoder, build_encoder
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted and true class of each test image (row i is ``splits.test`` image i)."""
+
+    predicted: np.ndarray  # int64 (N,)
+    labels: np.ndarray     # int64 (N,)
+    classes: list[str]
+    source: str            # what made them: "kNN on the labelled training images", "the trained classifier"
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predicted == self.labels).mean()) if len(self.labels) else float("nan")
+
+    def confusion(self) -> np.ndarray:
+        """Counts (num_classes, num_classes): row = true class, column = predicted class."""
+        k = len(self.classes)
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predicted), 1)
+        return matrix
+
+    def misclassified(self, limit: int = 24) -> np.ndarray:
+        """Test-image indices of wrong predictions, the most frequent confusions first."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        if not len(wrong):
+            return wrong
+        counts = self.confusion()
+        weight = counts[self.labels[wrong], self.predicted[wrong]]
+        return wrong[np.argsort(-weight, kind="stable")][:limit]
+
+
+def knn_predictions(store: RunStore, run_id: str) -> Predictions:
+    """Weighted-kNN predictions of the run's encoder on its test set (the labelled training images vote)."""
+    summary = summarize(store.get(run_id))
+    if summary.config is None or not summary.usable_encoder:
+        raise ValueError(f"run {run_id} has no finished encoder to score ({summary.damaged or summary.state}).")
+    cfg = summary.config
+    splits = load_data(cfg.data)
+    encoder = build_encoder(cfg.model)
+    encoder.model.load_state_dict(store.get(run_id).load_encoder())
+    bank, bank_labels = training_bank(encoder, splits, cfg)
+    queries = embed(encoder, splits.test.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
+    predicted = knn_predict(bank, bank_labels, queries, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                            num_classes=splits.num_classes)
+    return Predictions(predicted.numpy().astype(np.int64), splits.test.labels.numpy().astype(np.int64),
+                       list(splits.classes), "kNN on the labelled training images")
+
+
+def training_bank(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of the labelled training images: the memory bank a run's kNN accuracy votes with.
+
+    Raises ValueError when the data set has no class labels (then no prediction can be right or wrong).
+    """
+    if splits.num_classes < 2 or not len(splits.labelled_train):
+        raise ValueError(f"data set {splits.name!r} has no class labels: there is nothing to be wrong about.")
+    train = splits.labelled_train
+    features = embed(encoder, train.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
+    return features, train.labels
+
+
+def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:
+    """The trained classifier's test predictions, when the run saved them (None also when the file is damaged:
+    the page then falls back to kNN predictions)."""
+    stored = store.get(run_id).load_predictions()
+    return None if stored is None else Predictions(*stored, "the trained classifier")

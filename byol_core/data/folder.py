@@ -1,0 +1,181 @@
+"""Image folders as a data set: one subfolder per class, or a flat folder of unlabelled images.
+
+Files are centre-cropped square and resized to ``data.folder_image_size``; unreadable ones are
+skipped and listed (with the reason) in ``DataSplits.skipped_files``. Decoded folders are cached
+on disk beside the data so a new process does not decode them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DataConfig
+from ..files import atomic_torch_save
+from .types import DataError, ImageSet, Progress, Source, as_image_set
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+ENTRIES_PER_IMAGE = 20  # a listing gives up after this many directory entries per allowed image
+
+
+def folder_source_key(cfg: DataConfig) -> tuple:
+    """What decides a folder's decoded content; sizes and mtimes notice files added or replaced."""
+    folder = _folder_path(cfg)
+    listing = _list_folder(folder, cfg.max_folder_images)
+    stamp = tuple((str(p), s.st_size, s.st_mtime_ns) for p, s in ((p, p.stat()) for p, _ in listing.files))
+    return ("folder", str(folder), cfg.folder_image_size, stamp)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    classes: list[str]
+    files: list[tuple[Path, int]]  # (path, label); label -1 when the folder has no class subfolders
+    ignored: list[str]
+
+
+def _folder_path(cfg: DataConfig) -> Path:
+    folder = Path(os.path.expanduser(cfg.folder or "")).absolute()
+    if not folder.is_dir():
+        what = "is not a directory" if folder.exists() else "does not exist"
+        raise DataError(f"image folder {str(folder)!r} {what}. Set data.folder to a directory of "
+                        f"images (optionally one subfolder per class).")
+    return folder
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+class _Budget:
+    """How many images (and directory entries) a listing may still meet before it gives up, and says why.
+
+    Pointing data.folder at the wrong place (a home folder, /usr) would otherwise walk and decode for
+    minutes and fill memory and disk; a folder of images is never that large on this product's scale.
+    """
+
+    def __init__(self, folder: Path, max_images: int) -> None:
+        self.folder, self.max_images = folder, max_images
+        self.images, self.entries = 0, 0
+
+    def visit(self, is_image: bool) -> None:
+        self.entries += 1
+        self.images += is_image
+        if self.images > self.max_images:
+            raise DataError(f"image folder {str(self.folder)!r} holds more than {self.max_images} images; point "
+                            "data.folder at a smaller folder, or raise data.max_folder_images if you mean it.")
+        if self.entries > ENTRIES_PER_IMAGE * self.max_images:
+            raise DataError(f"image folder {str(self.folder)!r} holds more than {self.entries - 1} files and "
+                            "folders, most of them not images; point data.folder at the folder of your images.")
+
+
+def _images_under(directory: Path, budget: _Budget) -> list[Path]:
+    found = []
+    for p in directory.rglob("*"):
+        # Hidden folders (.ipynb_checkpoints, .git, ...) never hold training images.
+        image = _is_image(p) and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        budget.visit(image)
+        if image:
+            found.append(p)
+    return sorted(found)
+
+
+def _list_folder(folder: Path, max_images: int) -> _Listing:
+    budget = _Budget(folder, max_images)
+    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    per_class = [(d.name, _images_under(d, budget)) for d in subdirs]
+    per_class = [(name, files) for name, files in per_class if files]
+    top_level = []
+    for p in folder.iterdir():
+        budget.visit(_is_image(p))
+        if _is_image(p):
+            top_level.append(p)
+    top_level.sort()
+    if not per_class:
+        return _Listing(classes=[], files=[(p, -1) for p in top_level], ignored=[])
+    files = [(p, label) for label, (_, paths) in enumerate(per_class) for p in paths]
+    ignored = [f"{p}: not inside a class subfolder, ignored" for p in top_level]
+    return _Listing(classes=[name for name, _ in per_class], files=files, ignored=ignored)
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        # For JPEGs, decoding at a reduced scale (still >= size) is much faster for big photos.
+        img.draft("RGB", (size, size))
+        img = img.convert("RGB")
+        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _decode_or_reason(path: Path, size: int) -> np.ndarray | str:
+    try:
+        return _decode(path, size)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files; none is fatal
+        return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def _folder_cache_path(cfg: DataConfig, key: tuple) -> Path:
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+    return Path(cfg.root).expanduser() / "cache" / f"folder-{digest}.pt"
+
+
+def load_folder(cfg: DataConfig, report: Progress) -> Source:
+    """Decode a folder once; later loads (other processes too) read the decoded uint8 tensors from disk.
+
+    The cache file's name hashes every file's path, size and mtime and the target size, so any
+    change to the folder makes a new one.
+    """
+    cache = _folder_cache_path(cfg, folder_source_key(cfg))
+    if cache.is_file():
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            report("Read decoded images from the cache", 0.9)
+            return Source(classes=list(saved["classes"]), train=ImageSet(saved["images"], saved["labels"]),
+                           test=None, skipped_files=tuple(saved["skipped"]))
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+            cache.unlink(missing_ok=True)
+    source = _decode_folder(cfg, report)
+    try:
+        atomic_torch_save(cache, {"classes": list(source.classes), "images": source.train.images,
+                                  "labels": source.train.labels, "skipped": list(source.skipped_files)})
+    except OSError:
+        pass  # a read-only data root only costs the next process a decode
+    return source
+
+
+def _decode_folder(cfg: DataConfig, report: Progress) -> Source:
+    folder = _folder_path(cfg)
+    listing = _list_folder(folder, cfg.max_folder_images)
+    if not listing.files:
+        raise DataError(f"image folder {str(folder)!r} holds no images "
+                        f"({', '.join(sorted(IMAGE_EXTENSIONS))}). Put images in it, or one "
+                        f"subfolder of images per class.")
+    size = cfg.folder_image_size
+    images, labels, skipped = [], [], list(listing.ignored)
+    n = len(listing.files)
+    step = max(1, n // 10)
+    # PIL releases the GIL while decoding, so threads give a real speed-up.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = pool.map(lambda item: _decode_or_reason(item[0], size), listing.files)
+        for i, ((_, label), result) in enumerate(zip(listing.files, results, strict=True)):
+            if isinstance(result, str):
+                skipped.append(result)
+            else:
+                images.append(result)
+                labels.append(label)
+            if (i + 1) % step == 0:
+                report(f"Decoded {i + 1}/{n} images", 0.05 + 0.85 * (i + 1) / n)
+    if not images:
+        shown = "; ".join(skipped[:3])
+        raise DataError(f"image folder {str(folder)!r}: none of its {n} image files could be read "
+                        f"({shown}{'; ...' if len(skipped) > 3 else ''}). Check that they are "
+                        f"valid images.")
+    return Source(classes=listing.classes, train=as_image_set(np.stack(images), labels), test=None,
+                   skipped_files=tuple(skipped))

@@ -1,0 +1,356 @@
+"""The run store: one folder per run under ``runs/``.
+
+``runs/<id>/``
+  ``config.json``     the full ExperimentConfig plus the run's kind and options
+  ``metrics.jsonl``   append-only metric events, one JSON object a line, flushed per line
+  ``status.json``     state, progress and results, replaced atomically
+  ``checkpoint.pt``   latest training state (loaded with ``weights_only=True``)
+  ``encoder.pt``      the backbone's plain ``state_dict`` (torchvision-compatible)
+  ``stop.request``    present while someone has asked the run's worker process to stop
+  ``worker.log``      a worker process's own output (tracebacks of hard crashes)
+  ``skipped_files.txt`` files of the data set that could not be read, with the reason
+  ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
+  ``predictions.npz`` a trained classifier's class for each test image, with the true labels
+  ``annotations.json`` a person's name, note and archived flag for the run (:mod:`byol_core.lab.annotations`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import ConfigError, ExperimentConfig, from_dict, to_dict
+from ..files import (
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    parse_jsonl,
+    read_json_object,
+)
+
+
+class DamagedRunError(ValueError):
+    """A run folder's file cannot be read or does not hold what it should; the message names it."""
+
+
+class RunBusyError(ValueError):
+    """Another process (or thread) is already training this run."""
+
+
+# States a run can be in; "interrupted" is derived when a "running" run's process is gone.
+STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None  # NaN is not JSON
+    return value
+
+
+@dataclass
+class Run:
+    """One run's folder and the operations on it; safe to use from a training thread."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    status_path = property(lambda self: self.path / "status.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    encoder_path = property(lambda self: self.path / "encoder.pt")
+    stop_request_path = property(lambda self: self.path / "stop.request")
+    owner_lock_path = property(lambda self: self.path / "owner.lock")
+    skipped_files_path = property(lambda self: self.path / "skipped_files.txt")
+    worker_log_path = property(lambda self: self.path / "worker.log")
+    annotations_path = property(lambda self: self.path / "annotations.json")
+    predictions_path = property(lambda self: self.path / "predictions.npz")
+
+    # -- ownership: one trainer at a time
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the run's exclusive lock while training it; a RunBusyError when someone else holds it.
+
+        ``flock`` on a file of the run folder: taken atomically, so of two processes (or two threads,
+        each with its own open file) started at the same moment exactly one trains; and released by the
+        operating system when the holder exits, however it dies.
+        """
+        fd = os.open(self.owner_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+                raise RunBusyError(f"run {self.id} is already being trained (by process {holder}); wait for it "
+                                   "to end or stop it first.") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the file releases the lock
+
+    def claimed(self) -> bool:
+        """Whether some process holds the run's lock right now."""
+        try:
+            fd = os.open(self.owner_lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    # -- stop requests (the channel to a worker in another process)
+    def request_stop(self) -> None:
+        self.stop_request_path.touch()
+
+    def stop_requested(self) -> bool:
+        return self.stop_request_path.exists()
+
+    def clear_stop_request(self) -> None:
+        self.stop_request_path.unlink(missing_ok=True)
+
+    # -- config
+    def write_config(self, cfg: ExperimentConfig, kind: str, options: dict[str, Any] | None = None,
+                     stage: str | None = None) -> None:
+        record = {"kind": kind, "options": options or {}, "config": to_dict(cfg)}
+        if stage is not None:
+            record["stage"] = stage
+        atomic_write_json(self.config_path, record)
+
+    def read_record(self) -> dict[str, Any]:
+        """config.json as stored (kind, stage, options, config); a DamagedRunError says what is wrong."""
+        record, problem = read_json_object(self.config_path)
+        if record is None:
+            raise DamagedRunError(f"run {self.id}: {problem}.")
+        if not isinstance(record.get("config"), dict):
+            raise DamagedRunError(f"run {self.id}: config.json has no \"config\" object.")
+        return record
+
+    def read_config(self) -> tuple[ExperimentConfig, str, dict[str, Any]]:
+        """The run's config, kind and options; a DamagedRunError when config.json cannot be used."""
+        record = self.read_record()
+        try:
+            cfg = from_dict(ExperimentConfig, record["config"])
+        except ConfigError as exc:
+            raise DamagedRunError(f"run {self.id}: config.json does not hold a valid config ({exc}).") from exc
+        options = record.get("options") if isinstance(record.get("options"), dict) else {}
+        return cfg, str(record.get("kind", "")), options
+
+    # -- metrics
+    def log(self, event: dict[str, Any]) -> None:
+        """Append one event to metrics.jsonl and flush, so a crash loses at most this line."""
+        line = json.dumps({k: _json_safe(v) for k, v in event.items()}, default=str)
+        with self._lock, open(self.metrics_path, "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete event; a torn last line (crash mid-write) is ignored."""
+        try:
+            return parse_jsonl(self.metrics_path.read_bytes())
+        except FileNotFoundError:
+            return []
+
+    def keep_metrics_up_to(self, step: int) -> int:
+        """Drop the events logged after ``step`` (work lost since the checkpoint), atomically; returns how many."""
+        events = self.read_metrics()
+        kept = [e for e in events if not isinstance(e.get("step"), (int, float)) or e["step"] <= step]
+        if len(kept) != len(events):
+            with self._lock:
+                data = "".join(json.dumps(e, default=str) + "\n" for e in kept).encode()
+                atomic_write_bytes(self.metrics_path, data)
+        return len(events) - len(kept)
+
+    # -- status
+    def set_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {STATES}.")
+        with self._lock:
+            status = self._read_status_file()
+            status.update({k: _json_safe(v) for k, v in fields.items()})
+            status.update(state=state, updated=time.time(), pid=os.getpid())
+            atomic_write_json(self.status_path, status)
+        return status
+
+    def _read_status_file(self) -> dict[str, Any]:
+        status, _problem = read_json_object(self.status_path)
+        return status if status is not None else {}
+
+    def read_status(self) -> dict[str, Any]:
+        """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
+        return self.read_status_checked()[0]
+
+    def read_status_checked(self) -> tuple[dict[str, Any], str | None]:
+        """The status as :meth:`read_status` gives it, and why status.json is unusable (None when it is fine)."""
+        status, problem = read_json_object(self.status_path)
+        if status is None:
+            return {}, problem if self.status_path.exists() else None
+        state = status.get("state")
+        if state == "running" and not self.claimed():
+            status["state"] = "interrupted"  # nobody holds the lock: its trainer is gone
+        elif state == "queued" and status.get("pid") != os.getpid() and not pid_alive(status.get("pid")):
+            status["state"] = "interrupted"  # queued by a process that died before starting it
+        return status, None
+
+    # -- checkpoints and encoder
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(self.checkpoint_path, state)
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        if not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"run {self.id} has no checkpoint to resume from ({self.checkpoint_path}).")
+        state = self._load_tensor_file(self.checkpoint_path, map_location,
+                                       "delete it to train this run again from step 0, or delete the run")
+        if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
+            raise DamagedRunError(f"run {self.id}: checkpoint.pt does not hold a training checkpoint; delete it to "
+                                  "train this run again from step 0, or delete the run.")
+        return state
+
+    def save_encoder(self, state_dict: dict[str, torch.Tensor]) -> None:
+        atomic_torch_save(self.encoder_path, state_dict)
+
+    def load_encoder(self) -> dict[str, torch.Tensor]:
+        if not self.encoder_path.exists():
+            raise FileNotFoundError(f"run {self.id} has no exported encoder yet ({self.encoder_path}); "
+                                    "let the run finish or export it first.")
+        state = self._load_tensor_file(self.encoder_path, "cpu",
+                                       "resume the run if it can be resumed, or train a new one")
+        if not isinstance(state, dict):
+            raise DamagedRunError(f"run {self.id}: encoder.pt does not hold a state_dict; train a new run.")
+        return state
+
+    # -- test predictions (for the error analysis: confusion matrix, misclassified images)
+    def save_predictions(self, predicted: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
+        """Write a trained classifier's class for each test image, beside the true labels and class names."""
+        arrays = {"predicted": predicted.cpu().numpy().astype(np.int64),
+                  "labels": labels.cpu().numpy().astype(np.int64), "classes": np.asarray(classes, dtype=str)}
+        atomic_write(self.predictions_path, lambda fh: np.savez(fh, **arrays))
+
+    def load_predictions(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+        """Predicted classes, true labels and class names; None when the run saved none or the file is damaged."""
+        if not self.predictions_path.is_file():
+            return None
+        try:
+            with np.load(self.predictions_path, allow_pickle=False) as data:
+                return (data["predicted"].astype(np.int64), data["labels"].astype(np.int64),
+                        [str(c) for c in data["classes"]])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _load_tensor_file(self, path: Path, map_location: str | torch.device, remedy: str) -> Any:
+        """``torch.load`` of our own file, with one clear line naming the file when it is damaged."""
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - zip, pickle and tensor errors all mean a damaged file
+            # Never pass on torch's advice to load with weights_only=False: that would run a damaged
+            # (or tampered) file's pickled code.
+            # torch's own message is long and carries that advice, so only its kind is named.
+            raise DamagedRunError(f"run {self.id}: {path.name} is damaged and cannot be read "
+                                  f"({type(exc).__name__}); {remedy}.") from None
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_SAFE = re.compile(r"[^a-z0-9-]+")
+_SAFE_KIND = re.compile(r"[a-z0-9-]+")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name inside the store: no path, no '..'
+
+
+
+class RunStore:
+    """Creates, finds and lists runs below one root folder."""
+
+    def __init__(self, root: str | Path = "runs") -> None:
+        self.root = Path(root)
+
+    def create(self, kind: str, cfg: ExperimentConfig, options: dict[str, Any] | None = None,
+               stage: str | None = None) -> Run:
+        if not _SAFE_KIND.fullmatch(kind):
+            raise ValueError(f"run kind {kind!r} must be lower-case letters, digits and '-'.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        slug = _SAFE.sub("-", cfg.name.lower()).strip("-")[:24] or "run"
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{slug}-{secrets.token_hex(2)}"
+        path = self.root / run_id
+        path.mkdir()
+        run = Run(path)
+        run.write_config(cfg, kind, options, stage)
+        run.set_status("queued", kind=kind, name=cfg.name, created=time.time())
+        return run
+
+    def get(self, run_id: str) -> Run:
+        if not run_id or _SAFE_ID.fullmatch(run_id) is None:
+            raise FileNotFoundError(f"{run_id!r} is not a run id: give the name of a folder inside {self.root}/ "
+                                    "(see `python -m byol_core runs`), not a path.")
+        path = self.root / run_id
+        if not (path / "config.json").is_file():
+            known = ", ".join(r.id for r in self.list()[:5]) or "none yet"
+            raise FileNotFoundError(f"no run {run_id!r} in {self.root}/ (recent runs: {known}).")
+        return Run(path)
+
+    def list(self) -> list[Run]:
+        """Runs, newest first."""
+        if not self.root.is_dir():
+            return []
+        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
+        return sorted(runs, key=lambda r: r.id, reverse=True)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run's folder; a RunBusyError, and nothing removed, while the run is queued or training."""
+        run = self.get(run_id)
+        if run.read_status().get("state") == "queued":  # its job waits for a slot and would start on a missing folder
+            raise RunBusyError(f"run {run_id} is queued to train; stop its job first, then delete it.")
+        try:
+            # Holding the trainer's lock while the folder goes: no trainer can start on it half-way.
+            with run.claim():
+                # Moved aside first (one atomic rename), so a half-removed folder is never listed as a damaged run.
+                trash = self.root / f".deleting-{run_id}-{secrets.token_hex(2)}"
+                run.path.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        except RunBusyError:
+            raise RunBusyError(f"run {run_id} is being trained right now; stop it first (Stop on its job card, or "
+                               "Ctrl-C where it runs), then delete it.") from None
+        except OSError as exc:  # e.g. no permission on runs/, or deleted by someone else meanwhile
+            raise ValueError(f"run {run_id} could not be deleted: {exc}.") from exc
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.list())

@@ -1,0 +1,116 @@
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from byol_core.config import OptimConfig, with_overrides
+from byol_core.data import load_data
+from byol_core.methods import loop
+from byol_core.methods.loop import EpochSampler, LoopHooks, Plan
+from byol_core.methods.networks import BYOL
+from byol_core.methods.optim import descend
+from byol_core.methods.training import TrainingError, pretrain_byol
+from byol_core.presets import get_preset
+from tests.helpers import assert_same_weights
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return get_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def splits(cfg):
+    return load_data(cfg.data)
+
+
+class _ToyHooks(LoopHooks):
+    """Linear regression: the loop's contract without a real model."""
+
+    name = "toy"
+
+    def __init__(self, plan: Plan, log: list) -> None:
+        torch.manual_seed(0)  # as the entry points do: a resumed run starts from the same initial weights
+        model = nn.Linear(2, 1)
+        super().__init__(model, torch.optim.SGD(model.parameters(), lr=0.1), plan,
+                         OptimConfig(lr=0.1, schedule="constant"), torch.device("cpu"), torch.device("cpu"))
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(plan.num_items, 2, generator=gen)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0]])
+        self.log = log
+
+    def step(self, step, idx):
+        loss = F.mse_loss(self.model(self.x[idx]), self.y[idx])
+        descend(self.optimizer, loss, self.learning_rate(step))
+        return {"loss": loss}
+
+    def evaluation_due(self, step, epoch):
+        return epoch % 2 == 0
+
+    def evaluate(self):
+        self.log.append(("evaluate", self.model.training))
+        return {"score": 1.0}
+
+    def checkpoint_due(self, step, epoch):
+        return True
+
+
+def test_plan_counts_steps_from_the_data_size():
+    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=2.5, warmup_epochs=1))
+    assert (plan.batch, plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (4, 2, 5, 2)
+    assert [s for s in range(1, 6) if plan.ends_epoch(s)] == [2, 4, 5] and plan.epochs_done(5) == 3
+    assert Plan.for_data(3, OptimConfig(batch_size=8, epochs=1, min_steps=7)).total_steps == 7
+    with pytest.raises(TrainingError, match="at least 2"):
+        Plan.for_data(1, OptimConfig())
+
+
+def test_sampler_epochs_are_permutations_replayable_from_any_step():
+    plan = Plan.for_data(10, OptimConfig(batch_size=3, epochs=2))
+    sampler = EpochSampler(plan, seed=1, device=torch.device("cpu"))
+    batches = [sampler.indices(s).tolist() for s in range(plan.total_steps)]
+    first_epoch = {i for b in batches[:3] for i in b}
+    assert all(len(b) == 3 for b in batches) and len(first_epoch) == 9
+    assert batches[:3] != batches[3:]  # each epoch reshuffles
+    fresh = EpochSampler(plan, seed=1, device=torch.device("cpu"))
+    assert fresh.indices(4).tolist() == batches[4]
+
+
+def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
+    log: list = []
+    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=3))  # 2 steps an epoch, 6 in all
+    saved = []
+    result = loop.run_loop(_ToyHooks(plan, log), seed=0, log_every=3, callbacks=[log.append],
+                           save_checkpoint=lambda s: (saved.append(s), log.append(("saved", s["step"]))))
+    assert result.finished and result.step == 6 and not result.model.training
+    kinds = [e if isinstance(e, tuple) else (e["kind"], e["step"]) for e in log]
+    assert kinds == [("start", 0),
+                     ("step", 2), ("saved", 2), ("epoch", 2),
+                     ("step", 4), ("evaluate", False), ("saved", 4), ("epoch", 4),
+                     ("step", 6), ("saved", 6), ("epoch", 6)]
+    assert log[7]["score"] == 1.0 and "score" not in log[3]
+    assert {"lr", "loss", "img_per_s", "epoch"} <= log[1].keys()
+
+    stop, resumed_log = threading.Event(), []
+    first = loop.run_loop(_ToyHooks(plan, []), seed=0, log_every=1, stop_event=stop,
+                          callbacks=[lambda e: e["kind"] == "step" and e["step"] == 3 and stop.set()],
+                          save_checkpoint=saved.append)
+    assert first.stopped and saved[-1]["step"] == 3
+    second = loop.run_loop(_ToyHooks(plan, []), seed=0, log_every=1, checkpoint=saved[-1],
+                           callbacks=[resumed_log.append])
+    assert resumed_log[0]["step"] == 3 and second.finished
+    assert_same_weights(result.model, second.model)
+
+
+def test_nan_loss_stops_with_a_clear_message(cfg, splits, monkeypatch):
+    original = BYOL.forward
+
+    def poisoned(self, v1, v2):
+        out = original(self, v1, v2)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(BYOL, "forward", poisoned)
+    with pytest.raises(TrainingError, match=r"loss became nan at step .*lower learning rate \(python -m byol_core resume <run id> --set byol.optim.lr="):
+        pretrain_byol(with_overrides(cfg, {"runtime.log_every": 1}), splits)
