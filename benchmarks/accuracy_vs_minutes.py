@@ -34,7 +34,7 @@ from byol_core.config import ExperimentConfig, parse_set_args, to_dict, with_ove
 from byol_core.data import load_data
 from byol_core.lab.builtin_stages import KNN
 from byol_core.methods.floors import PIXEL_KNN, pixel_knn_accuracy
-from byol_core.methods.loop import Plan
+from byol_core.methods.loop import StepPlan
 from byol_core.methods.networks import build_encoder
 from byol_core.methods.training import knn_eval, prepare_runtime, pretrain_byol, train_supervised
 from byol_core.presets import get_preset
@@ -54,7 +54,7 @@ def pretrain(args: argparse.Namespace) -> None:
     out = Path(args.dir) / f"seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     splits = load_data(cfg.data)
-    plan = Plan.for_data(len(splits.pretrain_images()), cfg.byol.optim)  # the plan pretrain_byol makes
+    plan = StepPlan.for_data(len(splits.pretrain_images()), cfg.byol.optim)  # the plan pretrain_byol makes
     clock = {"train": 0.0, "last": time.perf_counter()}
 
     def on_event(event: dict[str, Any]) -> None:

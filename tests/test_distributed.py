@@ -22,7 +22,7 @@ from byol_core.config import with_overrides
 from byol_core.data import load_data
 from byol_core.lab.run_store import RunStore
 from byol_core.methods import loop, training
-from byol_core.methods.loop import Plan, run_loop
+from byol_core.methods.loop import StepPlan, run_loop
 from byol_core.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,9 +175,9 @@ def test_torchrun_environment_and_shards():
 
 def test_global_batch_is_the_per_rank_batch_times_the_world():
     optim = get_preset("tiny").byol.optim  # batch_size 64
-    assert Plan.for_data(256, optim, world_size=2).batch == 128
-    assert Plan.for_data(100, optim, world_size=3).batch == 99  # capped by the data, an equal share per rank
-    assert Plan.for_data(256, optim) == Plan.for_data(256, optim, world_size=1)
+    assert StepPlan.for_data(256, optim, world_size=2).batch == 128
+    assert StepPlan.for_data(100, optim, world_size=3).batch == 99  # capped by the data, an equal share per rank
+    assert StepPlan.for_data(256, optim) == StepPlan.for_data(256, optim, world_size=1)
 
 
 def test_torchrun_refuses_commands_other_than_pretrain_and_resume(monkeypatch, capsys):

@@ -15,7 +15,7 @@ import torch
 from ..config import ExperimentConfig
 from ..data import DataSplits, load_data
 from ..lab.run_store import RunStore
-from ..lab.summary import summarize
+from ..lab.summary import summarize_run
 from ..methods.evaluation import embed, knn_predict
 from ..methods.networks import Encoder, build_encoder
 
@@ -52,7 +52,7 @@ class Predictions:
 
 def knn_predictions(store: RunStore, run_id: str) -> Predictions:
     """Weighted-kNN predictions of the run's encoder on its test set (the labelled training images vote)."""
-    summary = summarize(store.get(run_id))
+    summary = summarize_run(store.get(run_id))
     if summary.config is None or not summary.usable_encoder:
         raise ValueError(f"run {run_id} has no finished encoder to score ({summary.damaged or summary.state}).")
     cfg = summary.config

@@ -20,14 +20,14 @@ from ..config import ModelConfig, to_dict
 from ..data import load_data
 from ..methods.networks import _HEAD_ATTRIBUTES
 from .run_store import RunStore
-from .summary import summarize
+from .summary import summarize_run
 
 FORMAT = "byol-lab-encoder/1"
 
 
 def encoder_bundle(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run's encoder with what it takes to use it: architecture, image size, mean and std."""
-    summary = summarize(store.get(run_id))
+    summary = summarize_run(store.get(run_id))
     if summary.damaged:
         raise ValueError(f"run {run_id} cannot be exported: {summary.damaged}.")
     if not summary.usable_encoder or summary.config is None:

@@ -25,7 +25,7 @@ from ..config import (
     to_json,
     with_overrides,
 )
-from ..methods.loop import Plan, TrainingError
+from ..methods.loop import StepPlan, TrainingError
 from .stages import Stage, get_stage
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
@@ -164,7 +164,7 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
 
 def _steps_note(optim: Any, num_images: int) -> list[str]:
     try:
-        p = Plan.for_data(num_images, optim)
+        p = StepPlan.for_data(num_images, optim)
         batch, steps_per_epoch, total = p.batch, p.steps_per_epoch, p.total_steps
     except TrainingError:  # too few images: training says so when it starts
         return []

@@ -1,6 +1,6 @@
 """Run summaries: what one run folder holds, read once, for the CLI and every dashboard page.
 
-:func:`summarize` never raises: a folder whose ``config.json`` or ``status.json`` cannot be used
+:func:`summarize_run` never raises: a folder whose ``config.json`` or ``status.json`` cannot be used
 is summarised with a ``damaged`` reason, so one damaged run never hides the others. Also here: the
 one-line description of a run's augmentations and the field-by-field difference of two runs.
 """
@@ -106,7 +106,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def summarize(run: Run) -> RunSummary:
+def summarize_run(run: Run) -> RunSummary:
     """The summary of one run folder; damaged files give a ``damaged`` reason, never an exception."""
     record, problem = read_json_object(run.config_path)
     cfg: ExperimentConfig | None = None
@@ -157,11 +157,11 @@ def _int(value: Any) -> int | None:
 
 def list_summaries(store: RunStore) -> list[RunSummary]:
     """Every run folder under the store, newest first, damaged ones included (with their reason)."""
-    return [summarize(run) for run in store.list()]
+    return [summarize_run(run) for run in store.list()]
 
 
 def summary_of(store: RunStore, run_id: str) -> RunSummary:
-    return summarize(store.get(run_id))
+    return summarize_run(store.get(run_id))
 
 
 # --------------------------------------------------------------------------- describing and comparing runs

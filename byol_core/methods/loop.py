@@ -46,7 +46,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StepPlan:
     """How long a stage trains on ``num_items`` items: batch size, epoch length and schedule lengths, in steps.
 
     ``batch`` is the global batch: ``cfg.batch_size`` per rank times the number of ranks.
@@ -59,7 +59,7 @@ class Plan:
     warmup_steps: int
 
     @classmethod
-    def for_data(cls, num_items: int, cfg: OptimConfig, world_size: int = 1) -> Plan:
+    def for_data(cls, num_items: int, cfg: OptimConfig, world_size: int = 1) -> StepPlan:
         if num_items < 2 * world_size:
             raise TrainingError(f"only {num_items} training image(s); at least {2 * world_size} are needed for a "
                                 f"batch of at least 2 on each of {world_size} process(es).")
@@ -81,7 +81,7 @@ class EpochSampler:
     """Batch indices for a global step: each epoch's order is a pure function of (seed, epoch),
     so a run resumed at step k sees exactly the batches it would have seen."""
 
-    def __init__(self, plan: Plan, seed: int, device: torch.device) -> None:
+    def __init__(self, plan: StepPlan, seed: int, device: torch.device) -> None:
         self.plan, self.seed, self.device = plan, seed, device
         self._epoch = -1
         self._order = torch.empty(0)
@@ -159,7 +159,7 @@ class LoopHooks:
     optim_section: str = "byol.optim"  # where its learning rate is set, for the NaN advice
     test_accuracy: float | None = None  # latest evaluation, for the result
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, plan: Plan, optim_cfg: OptimConfig,
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, plan: StepPlan, optim_cfg: OptimConfig,
                  device: torch.device, data_device: torch.device) -> None:
         self.model, self.optimizer, self.plan, self.optim_cfg = model, optimizer, plan, optim_cfg
         self.device, self.data_device = device, data_device
@@ -204,13 +204,13 @@ def _restore_rng(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
-def _checkpoint(stage: LoopHooks, step: int) -> dict[str, Any]:
+def _checkpoint(hooks: LoopHooks, step: int) -> dict[str, Any]:
     """Everything a resume needs to replay the same run from ``step``: weights, optimiser, RNG."""
-    return {"model": stage.model.state_dict(), "optimizer": stage.optimizer.state_dict(), "step": step,
-            "total_steps": stage.plan.total_steps, "rng": _rng_state(), **_world_fields()}
+    return {"model": hooks.model.state_dict(), "optimizer": hooks.optimizer.state_dict(), "step": step,
+            "total_steps": hooks.plan.total_steps, "rng": _rng_state(), **_world_fields()}
 
 
-def _restore(checkpoint: dict[str, Any] | None, stage: LoopHooks) -> int:
+def _restore(checkpoint: dict[str, Any] | None, hooks: LoopHooks) -> int:
     """Load a checkpoint made by :func:`_checkpoint`; returns the step to continue from (0 without one)."""
     if checkpoint is None:
         return 0
@@ -219,8 +219,8 @@ def _restore(checkpoint: dict[str, Any] | None, stage: LoopHooks) -> int:
         how = "plain `python -m byol_core resume`" if trained_by == 1 else f"torchrun and {trained_by} processes"
         raise TrainingError(f"this run was trained by {trained_by} process(es) and is resumed by {processes}; "
                             f"resume it with {how}, which keeps the global batch its checkpoint was trained with.")
-    stage.model.load_state_dict(checkpoint["model"])
-    stage.optimizer.load_state_dict(checkpoint["optimizer"])
+    hooks.model.load_state_dict(checkpoint["model"])
+    hooks.optimizer.load_state_dict(checkpoint["optimizer"])
     _restore_rng(checkpoint["rng"])
     return int(checkpoint["step"])
 
@@ -248,59 +248,59 @@ def _stop_agreed(stop_event: threading.Event | None, step: int, log_every: int) 
     return step % log_every == 0 and distributed.any_rank(asked)
 
 
-def run_loop(stage: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence[Callback] = (),
+def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence[Callback] = (),
              stop_event: threading.Event | None = None, checkpoint: dict[str, Any] | None = None,
              save_checkpoint: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train ``stage`` to its planned step count, from ``checkpoint``'s step when given.
+    """Train with ``hooks`` to its planned step count, from ``checkpoint``'s step when given.
 
     Events: one ``start``; a ``step`` event per ``log_every`` steps and at each epoch end; an
     ``epoch`` event per epoch with the evaluation's fields. At an epoch end the checkpoint (when
     due) is saved before the epoch event goes out, and a stopped run saves one where it stopped.
     """
-    plan, model = stage.plan, stage.model
+    plan, model = hooks.plan, hooks.model
 
     def emit(event: dict[str, Any]) -> None:
         for callback in callbacks:
             callback(event)
 
-    step = _restore(checkpoint, stage)
-    emit({"kind": "start", "stage": stage.name, "step": step, "total_steps": plan.total_steps,
-          "steps_per_epoch": plan.steps_per_epoch, "batch_size": plan.batch, "device": str(stage.device),
+    step = _restore(checkpoint, hooks)
+    emit({"kind": "start", "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
+          "steps_per_epoch": plan.steps_per_epoch, "batch_size": plan.batch, "device": str(hooks.device),
           "num_images": plan.num_items, **_world_fields()})
     model.train()
     window = _MetricWindow(log_every)
-    sampler = EpochSampler(plan, seed, stage.data_device)
+    sampler = EpochSampler(plan, seed, hooks.data_device)
     stopped = False
     while step < plan.total_steps:
         if _stop_agreed(stop_event, step, log_every):
             stopped = True
             break
         idx = sampler.indices(step)
-        window.add(len(idx), **stage.step(step, idx))
+        window.add(len(idx), **hooks.step(step, idx))
         step += 1
         end_of_epoch = plan.ends_epoch(step)
         if window.due(end_of_epoch):
             metrics = window.flush()
-            _check_finite(metrics["loss"], step, stage)
-            emit({"kind": "step", "stage": stage.name, "step": step, "total_steps": plan.total_steps,
-                  "epoch": step / plan.steps_per_epoch, **stage.step_fields(metrics)})
+            _check_finite(metrics["loss"], step, hooks)
+            emit({"kind": "step", "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
+                  "epoch": step / plan.steps_per_epoch, **hooks.step_fields(metrics)})
         if end_of_epoch:
             epoch = plan.epochs_done(step)
-            event: dict[str, Any] = {"kind": "epoch", "stage": stage.name, "epoch": epoch, "step": step,
+            event: dict[str, Any] = {"kind": "epoch", "stage": hooks.name, "epoch": epoch, "step": step,
                                      "total_steps": plan.total_steps}
-            if stage.evaluation_due(step, epoch):
+            if hooks.evaluation_due(step, epoch):
                 model.eval()
-                event.update(stage.evaluate())
+                event.update(hooks.evaluate())
                 model.train()
                 window.pause()
-            if save_checkpoint is not None and stage.checkpoint_due(step, epoch):
-                save_checkpoint(_checkpoint(stage, step))
+            if save_checkpoint is not None and hooks.checkpoint_due(step, epoch):
+                save_checkpoint(_checkpoint(hooks, step))
             emit(event)
     if stopped and save_checkpoint is not None:
-        save_checkpoint(_checkpoint(stage, step))
+        save_checkpoint(_checkpoint(hooks, step))
     model.eval()
-    return TrainResult(model=stage.result_model(), step=step, total_steps=plan.total_steps, stopped=stopped,
-                       test_accuracy=stage.test_accuracy)
+    return TrainResult(model=hooks.result_model(), step=step, total_steps=plan.total_steps, stopped=stopped,
+                       test_accuracy=hooks.test_accuracy)
 
 
-__all__ = ["Callback", "EpochSampler", "LoopHooks", "Plan", "TrainResult", "TrainingError", "run_loop"]
+__all__ = ["Callback", "EpochSampler", "LoopHooks", "StepPlan", "TrainResult", "TrainingError", "run_loop"]

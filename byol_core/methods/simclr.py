@@ -22,7 +22,7 @@ from ..augment.views import BYOLAugment
 from ..config import ExperimentConfig
 from ..data import DataSplits
 from ..device import autocast
-from .loop import Callback, Plan, TrainResult, run_loop
+from .loop import Callback, StepPlan, TrainResult, run_loop
 from .losses import collapse_std, nt_xent_loss
 from .networks import Encoder, build_backbone, mlp
 from .optim import build_optimizer, descend
@@ -81,7 +81,7 @@ class SimCLRHooks(PretrainingHooks):
     def __init__(self, cfg: ExperimentConfig, splits: DataSplits, device: torch.device, bf16: bool) -> None:
         self.cfg, self.splits, self.bf16 = cfg, splits, bf16
         self.images = images_on_device(splits.pretrain_images(), device)
-        plan = Plan.for_data(len(self.images), cfg.byol.optim)
+        plan = StepPlan.for_data(len(self.images), cfg.byol.optim)
         model = SimCLR.from_config(cfg).to(device)
         if cfg.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)

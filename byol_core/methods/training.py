@@ -24,7 +24,7 @@ from ..data import DataSplits, ImageSet
 from ..device import autocast, resolve_device, use_bf16
 from .evaluation import embed, knn_accuracy, predict_accuracy
 from .lars import LARS
-from .loop import Callback, LoopHooks, Plan, TrainingError, TrainResult, run_loop
+from .loop import Callback, LoopHooks, StepPlan, TrainingError, TrainResult, run_loop
 from .losses import collapse_std
 from .networks import BYOL, Classifier, Encoder, build_encoder
 from .optim import build_optimizer, descend
@@ -133,7 +133,7 @@ class _BYOLHooks(PretrainingHooks):
         self.cfg, self.splits, self.bf16 = cfg, splits, bf16
         self.images = images_on_device(splits.pretrain_images(), device)
         world = distributed.current()
-        plan = Plan.for_data(len(self.images), cfg.byol.optim, world.size)
+        plan = StepPlan.for_data(len(self.images), cfg.byol.optim, world.size)
         self.keep = distributed.shard(plan.batch, world)
         model = BYOL.from_config(cfg.model, cfg.augment.image_size).to(device)
         self.synced_batchnorm = distributed.sync_batchnorm(model, device, cfg.runtime.sync_batchnorm_backbone)
@@ -174,7 +174,7 @@ class _SupervisedHooks(LoopHooks):
         train = splits.labelled_train
         self.images = images_on_device(train.images, device)
         self.labels = train.labels.to(device)
-        plan = Plan.for_data(len(self.images), cfg.supervised.optim)
+        plan = StepPlan.for_data(len(self.images), cfg.supervised.optim)
         self.augment = build_supervised_augment(cfg.augment.image_size, cfg.supervised.crop_scale_min,
                                                 cfg.supervised.flip_p, splits.mean, splits.std,
                                                 backend=cfg.augment.backend).to(device)
@@ -235,7 +235,7 @@ class _LinearProbeHooks(LoopHooks):
         self.weight_decays = PROBE_WEIGHT_DECAYS if tune else (optim_cfg.weight_decay,)
         self.best = 0  # the head kept: the best on validation at the latest evaluation
         heads = HeadBank(x_train.shape[1], splits.num_classes, self.weight_decays).to(device)
-        plan = Plan.for_data(len(x_train), optim_cfg)
+        plan = StepPlan.for_data(len(x_train), optim_cfg)
         optimizer = build_optimizer(list(heads.parameters()), replace(optim_cfg, weight_decay=0.0), device)
         super().__init__(heads, optimizer, plan, optim_cfg, device, device)
 

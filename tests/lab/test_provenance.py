@@ -14,7 +14,7 @@ from byol_core.cli import main
 from byol_core.config import ExperimentConfig, with_overrides
 from byol_core.lab.annotations import MAX_NAME_CHARS, Annotations, annotate, read_annotations
 from byol_core.lab.run_store import Run, RunBusyError, RunStore
-from byol_core.lab.summary import augmentation_summary, list_summaries, run_config_diff, summarize
+from byol_core.lab.summary import augmentation_summary, list_summaries, run_config_diff, summarize_run
 from byol_core.presets import byol_paper_augment, get_preset
 from dashboard import tables
 from tests.app_helpers import _app, _errors, _page
@@ -41,7 +41,7 @@ def test_name_and_note_are_written_beside_the_run_and_read_back(store: RunStore)
     on_disk = json.loads(run.annotations_path.read_text())
     assert on_disk == {"name": "lr sweep #3", "note": "Blur off in view 1.\nLoss plateaued at step 40.",
                        "archived": True}
-    summary = summarize(run)
+    summary = summarize_run(run)
     assert (summary.display_name, summary.note, summary.archived) == ("lr sweep #3", on_disk["note"], True)
     assert summary.short().startswith("lr sweep #3 · BYOL kNN")
     # What ran, and what its trainer reported, are untouched.
@@ -56,7 +56,7 @@ def test_a_damaged_annotations_file_reads_as_none_and_never_hides_the_run(store:
     run = _finished(store)
     for damaged in ('{"name": "half', "[1, 2]", '{"name": 5, "note": ["x"], "archived": "yes"}'):
         run.annotations_path.write_text(damaged)
-        summary = summarize(run)
+        summary = summarize_run(run)
         assert (summary.display_name, summary.note, summary.archived) == ("", "", False), damaged
         assert summary.damaged is None and summary.state == "finished"
     run.annotations_path.write_text('{"name": "kept", "archived": 1}')  # the good field survives a bad one
@@ -101,20 +101,20 @@ def test_augmentation_summary_names_each_view_and_follows_every_toggle():
 
 def test_run_config_diff_lists_exactly_the_fields_that_differ(store: RunStore):
     base = get_preset("tiny")
-    a = summarize(_finished(store, base))
-    b = summarize(_finished(store, with_overrides(base, {"seed": 3, "byol.optim.lr": 0.003,
+    a = summarize_run(_finished(store, base))
+    b = summarize_run(_finished(store, with_overrides(base, {"seed": 3, "byol.optim.lr": 0.003,
                                                          "augment.view2.solarize_p": 0.0})))
     changes = run_config_diff(a, b)
     assert {c.field: (c.before, c.after) for c in changes} == {
         "seed": (base.seed, 3), "byol.optim.lr": (base.byol.optim.lr, 0.003),
         "augment.view2.solarize_p": (base.augment.view2.solarize_p, 0.0)}
     assert run_config_diff(a, a) == []
-    probe = summarize(_finished(store, base, stage="linear"))
+    probe = summarize_run(_finished(store, base, stage="linear"))
     assert [c.field for c in run_config_diff(a, probe)] == ["stage"]  # same config, another stage
     damaged = _finished(store)
     damaged.config_path.write_text("{")
     with pytest.raises(ValueError, match="has no readable config"):
-        run_config_diff(a, summarize(damaged))
+        run_config_diff(a, summarize_run(damaged))
 
 
 def test_tables_and_csv_carry_name_seed_lr_views_and_what_ran(store: RunStore):

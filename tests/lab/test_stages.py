@@ -8,7 +8,7 @@ from byol_core.config import ConfigError, DataConfig, load_config, with_override
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.plans import plan
 from byol_core.lab.stages import Stage, get_stage, register, stage_names, unregister
-from byol_core.lab.summary import list_summaries, summarize
+from byol_core.lab.summary import list_summaries, summarize_run
 from byol_core.presets import get_preset
 
 
@@ -118,8 +118,8 @@ def test_runs_written_before_stages_existed_are_summarised(store):
     assert record.pop("stage", None) is None  # created without a stage, as older versions did
     evaluated = store.create("evaluate", cfg, {"from_run": None})
     old.set_status("finished", results={"test_accuracy": 0.7, "step": 24, "total_steps": 24}, step=24, epoch=6.0)
-    assert summarize(old).stage == "scratch" and summarize(old).metric == 0.7 and summarize(old).epochs_run == 6.0
-    assert summarize(evaluated).stage == "knn" and summarize(evaluated).method == "random-init kNN"
+    assert summarize_run(old).stage == "scratch" and summarize_run(old).metric == 0.7 and summarize_run(old).epochs_run == 6.0
+    assert summarize_run(evaluated).stage == "knn" and summarize_run(evaluated).method == "random-init kNN"
 
 
 def test_a_run_folders_config_json_works_as_a_config_file(store):

@@ -8,7 +8,7 @@ from torch import nn
 from byol_core.config import OptimConfig, with_overrides
 from byol_core.data import load_data
 from byol_core.methods import loop
-from byol_core.methods.loop import EpochSampler, LoopHooks, Plan
+from byol_core.methods.loop import EpochSampler, LoopHooks, StepPlan
 from byol_core.methods.networks import BYOL
 from byol_core.methods.optim import descend
 from byol_core.methods.training import TrainingError, pretrain_byol
@@ -31,7 +31,7 @@ class _ToyHooks(LoopHooks):
 
     name = "toy"
 
-    def __init__(self, plan: Plan, log: list) -> None:
+    def __init__(self, plan: StepPlan, log: list) -> None:
         torch.manual_seed(0)  # as the entry points do: a resumed run starts from the same initial weights
         model = nn.Linear(2, 1)
         super().__init__(model, torch.optim.SGD(model.parameters(), lr=0.1), plan,
@@ -58,16 +58,16 @@ class _ToyHooks(LoopHooks):
 
 
 def test_plan_counts_steps_from_the_data_size():
-    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=2.5, warmup_epochs=1))
+    plan = StepPlan.for_data(10, OptimConfig(batch_size=4, epochs=2.5, warmup_epochs=1))
     assert (plan.batch, plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (4, 2, 5, 2)
     assert [s for s in range(1, 6) if plan.ends_epoch(s)] == [2, 4, 5] and plan.epochs_done(5) == 3
-    assert Plan.for_data(3, OptimConfig(batch_size=8, epochs=1, min_steps=7)).total_steps == 7
+    assert StepPlan.for_data(3, OptimConfig(batch_size=8, epochs=1, min_steps=7)).total_steps == 7
     with pytest.raises(TrainingError, match="at least 2"):
-        Plan.for_data(1, OptimConfig())
+        StepPlan.for_data(1, OptimConfig())
 
 
 def test_sampler_epochs_are_permutations_replayable_from_any_step():
-    plan = Plan.for_data(10, OptimConfig(batch_size=3, epochs=2))
+    plan = StepPlan.for_data(10, OptimConfig(batch_size=3, epochs=2))
     sampler = EpochSampler(plan, seed=1, device=torch.device("cpu"))
     batches = [sampler.indices(s).tolist() for s in range(plan.total_steps)]
     first_epoch = {i for b in batches[:3] for i in b}
@@ -79,7 +79,7 @@ def test_sampler_epochs_are_permutations_replayable_from_any_step():
 
 def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
     log: list = []
-    plan = Plan.for_data(10, OptimConfig(batch_size=4, epochs=3))  # 2 steps an epoch, 6 in all
+    plan = StepPlan.for_data(10, OptimConfig(batch_size=4, epochs=3))  # 2 steps an epoch, 6 in all
     saved = []
     result = loop.run_loop(_ToyHooks(plan, log), seed=0, log_every=3, callbacks=[log.append],
                            save_checkpoint=lambda s: (saved.append(s), log.append(("saved", s["step"]))))
