@@ -33,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from byol_core.config import ExperimentConfig, parse_set_args, to_dict, with_overrides
 from byol_core.data import load_data
 from byol_core.lab.builtin_stages import KNN
+from byol_core.methods.byol import pretrain_byol
 from byol_core.methods.floors import PIXEL_KNN, pixel_knn_accuracy
 from byol_core.methods.loop import StepPlan
 from byol_core.methods.networks import build_encoder
-from byol_core.methods.training import knn_eval, prepare_runtime, pretrain_byol, train_supervised
+from byol_core.methods.pretraining import knn_eval, prepare_runtime
+from byol_core.methods.supervised import train_supervised
 from byol_core.presets import get_preset
 from byol_core.stats import compare, format_ci, format_difference, summarize
 from byol_core.studies.sweep import parse_fractions

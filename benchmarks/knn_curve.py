@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from byol_core.config import parse_set_args, to_dict, with_overrides
 from byol_core.data import load_data
+from byol_core.methods.byol import pretrain_byol
 from byol_core.methods.evaluation import knn_accuracy, pixel_features
 from byol_core.methods.networks import build_encoder
-from byol_core.methods.training import knn_eval, prepare_runtime, pretrain_byol
+from byol_core.methods.pretraining import knn_eval, prepare_runtime
 from byol_core.presets import get_preset
 
 

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from byol_core.augment.views import BYOLAugment
 from byol_core.config import ModelConfig, parse_set_args, with_overrides
 from byol_core.device import autocast, resolve_device, use_bf16
-from byol_core.methods.networks import BYOL, build_backbone
-from byol_core.methods.training import byol_step
+from byol_core.methods.byol import BYOL, byol_step
+from byol_core.methods.networks import build_backbone
 from byol_core.presets import byol_paper_augment
 
 
@@ -63,13 +63,9 @@ def make_candidates(args: argparse.Namespace, device: torch.device) -> dict[str,
     with torch.no_grad():
         views = [v.contiguous(memory_format=mem) for v in augment(images)]
 
-    def _no_aug_step() -> None:
-        with autocast(device, bf16):
-            out = forward(*views)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-        byol.update_target(0.99)
+    def _no_aug_step() -> None:  # the same update on views made once: what augmenting costs is the difference
+        byol_step(byol, lambda _images: views, opt, images, lr=1e-4, tau=0.99, bf16=bf16,
+                  channels_last=channels_last, forward=forward)
 
     backbone = build_backbone(model_cfg).to(device).to(memory_format=mem)
     ref_opt = torch.optim.Adam(backbone.parameters(), lr=1e-4)

@@ -8,12 +8,12 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from . import distributed
 from .config import ConfigError, ExperimentConfig, load_config, parse_set_args, to_json, with_overrides
 from .data import DataError
+from .events import EPOCH, MESSAGE_KINDS, START, STEP, Callback
 from .lab import runner
 from .lab.annotations import annotate
 from .lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH, SIMCLR
@@ -21,21 +21,21 @@ from .lab.export import encoder_bundle, loading_snippet, write_bundle
 from .lab.plans import plan
 from .lab.run_store import RunStore
 from .lab.summary import list_summaries
-from .methods.training import Callback, TrainingError
+from .methods.loop import TrainingError
 from .presets import PRESETS, get_preset
 from .studies.ablation import ABLATION, AblationResult
-from .studies.experiment import run_experiment
+from .studies.experiment import EXPERIMENT, ExperimentResult
 from .studies.sweep import SWEEP, SweepResult, parse_fractions
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
 # Studies are stages: planned with their options, run as one job, their table read back from the run's results.
 STUDIES: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]], Callable[[dict[str, Any]], Any]]] = {
+    EXPERIMENT.name: (lambda _a: {}, ExperimentResult.from_dict),
     SWEEP.name: (lambda a: {"label_fractions": parse_fractions(a.label_fractions), "seeds": a.seeds},
                  SweepResult.from_dict),
     ABLATION.name: (lambda a: {"seeds": a.seeds}, AblationResult.from_dict),
 }
-NOTE_KINDS = ("note", "resume")  # events that carry a message for the person at the terminal
 RUN_ACTIONS = ("list", "rename", "note", "archive", "unarchive", "delete")
 
 
@@ -48,19 +48,19 @@ class ProgressBars:
 
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
-            if event.get("kind") in NOTE_KINDS:  # what a person must know is said even without bars
+            if event.get("kind") in MESSAGE_KINDS:  # what a person must know is said even without bars
                 print(f"note: {event.get('message')}", file=sys.stderr)
             return
         from tqdm.auto import tqdm
 
         kind = event.get("kind")
-        if kind in NOTE_KINDS:
+        if kind in MESSAGE_KINDS:
             tqdm.write(f"note: {event.get('message')}", file=sys.stderr)
-        elif kind == "start":
+        elif kind == START:
             self.close()
             self.bar = tqdm(total=event["total_steps"], initial=event["step"], desc=event.get("stage", ""),
                             unit="step", dynamic_ncols=True)
-        elif self.bar is not None and kind in ("step", "epoch"):
+        elif self.bar is not None and kind in (STEP, EPOCH):
             self.bar.update(event["step"] - self.bar.n)
             post = {k: f"{event[k]:.4g}" for k in ("loss", "tau", "img_per_s", "val_knn_accuracy", "val_accuracy")
                     if k in event}
@@ -191,8 +191,10 @@ def _say(message: str) -> None:
 
 
 def _say_study_progress(event: dict[str, Any]) -> None:
-    if event.get("kind") == "step" and event.get("doing"):
+    if event.get("kind") == STEP and event.get("doing"):
         _say(f"[{event['step']}/{event['total_steps']} runs done] {event['doing']}")
+    elif event.get("kind") in MESSAGE_KINDS:  # e.g. image files the study's data could not read
+        print(f"note: {event.get('message')}", file=sys.stderr)
 
 
 # Commands that run under torchrun (one process per GPU); the others are refused there.
@@ -276,18 +278,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         bars.close() if bars else None
         _print_results(store, run.id)
         return 0
-    if args.command == "experiment":
-        result = _in_worker(lambda stop: run_experiment(cfg, store, callbacks_for=lambda _stage: callbacks,
-                                                        stop_event=stop, json_path=args.json, progress=_say))
-        written = [Path(args.json)] if args.json else []
-    else:
-        options, result_of = STUDIES[args.command]  # argparse allows no other command
-        spec = plan(args.command, cfg, options=options(args))  # bad options end here, before any run folder
-        # The study reports which run it is on; each run it starts drives the progress bars.
-        run = _in_worker(lambda stop: runner.start(spec, store, callbacks=[_say_study_progress],
-                                                   inner_callbacks=callbacks, stop_event=stop))
-        result = result_of(runner.run_results(run))
-        written = result.write(args.json) if args.json else []
+    options, result_of = STUDIES[args.command]  # argparse allows no other command
+    spec = plan(args.command, cfg, options=options(args))  # bad options end here, before any run folder
+    # The study reports which run it is on; each run it starts drives the progress bars.
+    run = _in_worker(lambda stop: runner.start(spec, store, callbacks=[_say_study_progress],
+                                               inner_callbacks=callbacks, stop_event=stop))
+    result = result_of(runner.run_results(run))
+    written = result.write(args.json) if args.json else []
     bars.close() if bars else None
     print(result.table())
     if written:

@@ -34,15 +34,16 @@ def byol_paper_augment(image_size: int = 32, backend: str = "fast") -> AugmentCo
 
 
 def byol_paper() -> ExperimentConfig:
-    """Paper augmentations on the built-in digits set with a small ResNet18: a sane default."""
+    """The paper's recipe to start from: its views (Table 6) on the built-in digits at 32 px with a
+    ResNet18 (small-image stem), BYOL for 50 epochs. Meant for a GPU; slow on a CPU.
+    """
     return ExperimentConfig(name="byol-paper", data=DataConfig(val_fraction=VAL_FRACTION), augment=byol_paper_augment(32))
 
 
 def seed_stl10() -> ExperimentConfig:
-    """The original write-up: STL10, ResNet18 at 96 px, Adam 1e-4, BYOL 50 epochs, supervised 25.
-
-    BYOL sees STL10's train and unlabeled splits (105k images); the supervised stages use the
-    5k labelled training images and report accuracy on the 8k test images.
+    """The original write-up's GPU experiment: BYOL for 50 epochs on STL10's train and unlabeled
+    images (105k) at 96 px with a ResNet18, then supervised stages for 25 epochs on its 5k labelled
+    images, scored on its 8k test images. Downloads STL10; a GPU job.
     """
     return ExperimentConfig(
         name="seed-stl10",
@@ -56,17 +57,9 @@ def seed_stl10() -> ExperimentConfig:
 
 
 def cpu_quick() -> ExperimentConfig:
-    """Tuned to learn as much as possible in ~5 minutes on 2 CPU cores: one pass over all of Fashion-MNIST
-    (54k training images after validation, 10k test, 28 px) five times on a width-32 convnet.
-
-    ~51 s per epoch (4.2-4.3 minutes) on 2 Xeon cores with bf16 (longer without bf16).
-    Measured with benchmarks/accuracy_vs_minutes.py over 3 seeds (test, paired 95% intervals): BYOL kNN
-    beats raw-pixel kNN by +1.5 ± 0.4 points with 600 labels and +1.2 ± 0.7 with 5,400, and the same
-    network at random init by +6.4 ± 2.7 and +3.5 ± 1.1; with all labels +0.1 over raw pixels (85.6 vs
-    85.5%). Its linear probe only ties supervised from scratch (80.5 vs 80.6% with 600 labels). What
-    mattered: every image once rather than 9k images 45 times (45 epochs of 9k images at width 16 lost
-    to raw-pixel kNN at 1% and 100% of labels), small batches (more updates per image), Adam at 3e-3,
-    bf16 on CPUs that have it.
+    """As much BYOL as ~5 minutes on 2 CPU cores (with bf16) can learn: all of Fashion-MNIST (54k
+    training images at 28 px) seen 5 times by a width-32 convnet. Without bf16 it takes longer
+    (``model.width=16`` is the lighter choice there).
     """
     gray = {"saturation": 0.0, "hue": 0.0, "grayscale_p": 0.0, "crop_scale_min": 0.2}
     return ExperimentConfig(
@@ -87,20 +80,9 @@ def cpu_quick() -> ExperimentConfig:
 
 
 def fmnist_30min() -> ExperimentConfig:
-    """All of Fashion-MNIST (54k training images after validation, 10k test) with cpu-quick's views on a
-    width-32 convnet for 27 epochs, but with milder crops (60-100% of the image): ~22 minutes of
-    pretraining on 2 Xeon cores with bf16 (~1,050 images per second).
-
-    Measured with benchmarks/accuracy_vs_minutes.py over 3 seeds (test, mean ± 95% CI half-width, probe
-    weight decay picked on validation; benchmarks/measured/fmnist-30min.json): linear probe 84.7% ± 0.7
-    with 600 labels against 80.6% ± 1.3 from scratch (paired +4.2 ± 1.5), 89.8% ± 0.7 with all labels;
-    BYOL kNN 88.6% ± 0.4. The crop scale was picked on validation (600-label probe at epoch 27):
-    0.2 -> 83.8%, 0.4 -> 84.3%, 0.6 -> 84.6%; at 28 px a crop of 20% of the image keeps too little of a
-    garment to predict the other view from. What did not move the 600-label probe: its own settings
-    (weight decay, logistic regression's C, 100 more epochs, augmented probe inputs), a width-48
-    network, the EMA target encoder instead of the online one, L2- or square-root-scaled features.
-    On CPUs without bf16 (~570 images per second at width 16) keep to 30 minutes with
-    ``model.width=16, byol.optim.epochs=18`` (measured with 0.2 crops: 80.6% ± 0.7 with 540 labels).
+    """A half-hour CPU budget on all of Fashion-MNIST: cpu-quick for 27 epochs with milder crops (60-100%
+    of the image), ~22 minutes of pretraining on 2 cores with bf16; the README's headline comparison.
+    On CPUs without bf16 use ``model.width=16, byol.optim.epochs=18`` to stay near 30 minutes.
     """
     milder_crops = {"augment.view1.crop_scale_min": 0.6, "augment.view2.crop_scale_min": 0.6}
     return with_overrides(cpu_quick(), {"name": "fmnist-30min", "byol.optim.epochs": 27,
@@ -108,13 +90,9 @@ def fmnist_30min() -> ExperimentConfig:
 
 
 def digits_quick() -> ExperimentConfig:
-    """The built-in digits with 5% of labels, about two minutes on 2 CPU cores.
-
-    Digit-safe views (no flips: a mirrored 2 is no 2; crops keep 40-100% of the image); kNN votes
-    with k = 5, since 5% of the labels is about 6 per class. Measured with `sweep --seeds 3`
-    (359 test images): every BYOL method is within the noise of supervised from scratch at 5, 10
-    and 100% of the labels (probe 89.4% ± 3.5 against 90.2% ± 2.4 at 5%); not re-tuned since the
-    blur became visible (blur_sigma_max 1.0 did not help).
+    """The dashboard's default: the built-in digits (shown at 16 px) with 5% of the labels, on a width-16
+    convnet with digit-safe views (no flips: a mirrored 2 is no 2) and kNN with k = 5 (a few labels a
+    class); about two minutes on 2 CPU cores.
     """
     digit_views = {"flip_p": 0.0, "crop_scale_min": 0.4, "crop_ratio_min": 0.8, "crop_ratio_max": 1.25}
     return ExperimentConfig(
@@ -134,11 +112,9 @@ def digits_quick() -> ExperimentConfig:
 
 
 def cifar10_cpu() -> ExperimentConfig:
-    """CIFAR-10 on a CPU: the paper's colour views at 32 px on a width-32 convnet, 20k training images.
-
-    Derived from cpu-quick (small convnet, small batches, Adam) with the colour distortion that
-    natural photos need (jitter, grayscale, solarize). Not yet measured on real CIFAR-10 here (this
-    machine cannot download it); on a GPU use byol-paper (ResNet18).
+    """A CPU starting point for CIFAR-10: 20k training images at 32 px, the paper's colour views, a
+    width-32 convnet for 30 epochs (over twice the images cpu-quick sees, so well over its ~5 minutes).
+    Not yet measured on real CIFAR-10; on a GPU start from byol-paper (ResNet18) instead.
     """
     crop = {"crop_scale_min": 0.2}
     return ExperimentConfig(
@@ -157,11 +133,9 @@ def cifar10_cpu() -> ExperimentConfig:
 
 
 def folder_quick() -> ExperimentConfig:
-    """A folder of your own photos (tens to thousands of images): 64 px views, many steps per image.
-
-    Folders are small, so training is bounded by steps (at least 600) rather than epochs, kNN
-    votes with k = 5 (a few labels per class), and the views keep the paper's colour distortion.
-    Its own data set is the built-in digits, a stand-in: the Data page supplies the folder.
+    """Your own photos (a folder or an upload, tens to thousands of images): 64 px views with the paper's
+    colour distortion on a width-32 convnet, at least 600 steps since folders are small, kNN with k = 5.
+    Its data set (digits) is a stand-in: the Data page supplies the folder.
     """
     return ExperimentConfig(
         name="folder-quick",
@@ -179,7 +153,7 @@ def folder_quick() -> ExperimentConfig:
 
 
 def tiny() -> ExperimentConfig:
-    """Seconds-long runs on the built-in digits set: for tests and smoke checks."""
+    """Seconds-long runs on 256 digits with a width-8 convnet: for tests and smoke checks."""
     return ExperimentConfig(
         name="tiny",
         data=DataConfig(name="digits", val_fraction=VAL_FRACTION, max_train_images=256, max_test_images=128),
@@ -211,3 +185,15 @@ def get_preset(name: str) -> ExperimentConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
     return PRESETS[name]()
+
+
+# The preset tuned for each data set (its views suit the images: no flips for digits, for one); a data set
+# without one starts from the paper's.
+TUNED_PRESETS = {"digits": "digits-quick", "fashion-mnist": "cpu-quick", "cifar10": "cifar10-cpu",
+                 "stl10": "seed-stl10", "folder": "folder-quick"}
+FALLBACK_PRESET = "byol-paper"
+
+
+def preset_for(dataset: str) -> str:
+    """The name of the preset to start from on ``dataset``: the one tuned for it, else the paper's."""
+    return TUNED_PRESETS.get(dataset, FALLBACK_PRESET)

@@ -10,8 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from byol_core.events import EPOCH, STEP
+from byol_core.lab.comparison import MethodStats
 from byol_core.lab.stages import Stage
-from byol_core.stats import format_ci, summarize
+from byol_core.stats import format_ci
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")
@@ -25,17 +27,21 @@ METHOD_COLOURS = {
 }
 
 
-def _series(events: Iterable[dict[str, Any]], kind: str, x: str, y: str) -> tuple[list[float], list[float]]:
+def series(events: Iterable[dict[str, Any]], kind: str, x: str, y: str) -> tuple[list[float], list[float]]:
+    """(xs, ys) of the ``kind`` events ("step", "epoch") that hold a number under ``y`` and a value under ``x``.
+
+    A field a stage leaves empty (None, or text where a number goes) is skipped, not drawn as a gap.
+    """
     xs, ys = [], []
     for e in events:
-        if e.get("kind") == kind and e.get(y) is not None and e.get(x) is not None:
+        if e.get("kind") == kind and isinstance(e.get(y), (int, float)) and e.get(x) is not None:
             xs.append(e[x])
             ys.append(e[y])
     return xs, ys
 
 
 def has_points(events: Sequence[dict[str, Any]]) -> bool:
-    return any(e.get("kind") == "step" and e.get("loss") is not None for e in events)
+    return any(e.get("kind") == STEP and e.get("loss") is not None for e in events)
 
 
 RIGHT_AXIS = "right-axis"  # a trace's meta when it belongs on its panel's secondary y axis
@@ -48,24 +54,24 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     left out rather than drawn empty.
     """
     pretraining = stage.pretraining
-    loss = _series(events, "step", "step", "loss")
+    loss = series(events, STEP, "step", "loss")
     if not loss[0]:  # stages without step events (the linear probe) log their loss once per epoch
-        loss = _series(events, "epoch", "step", "loss")
+        loss = series(events, EPOCH, "step", "loss")
     panels: list[tuple[str, str, list[go.Scatter]]] = [
         ("Loss", "step", [go.Scatter(x=loss[0], y=loss[1], mode="lines+markers" if len(loss[0]) < 30 else "lines",
                                      name="loss", line={"color": PALETTE[0]})])]
-    lr = _series(events, "step", "step", "lr")
+    lr = series(events, STEP, "step", "lr")
     if lr[0]:
         traces = [go.Scatter(x=lr[0], y=lr[1], mode="lines", name="learning rate", line={"color": PALETTE[1]})]
-        tau = _series(events, "step", "step", "tau")
+        tau = series(events, STEP, "step", "tau")
         if tau[0]:
             traces.append(go.Scatter(x=tau[0], y=tau[1], mode="lines", name="τ (target EMA, right axis)",
                                      line={"color": PALETTE[4]}, meta=RIGHT_AXIS))
         panels.append(("Learning rate" + (" and τ" if tau[0] else ""), "step", traces))
-    collapse = _series(events, "step", "step", "collapse_std")
-    speed = _series(events, "step", "step", "img_per_s")
+    collapse = series(events, STEP, "step", "collapse_std")
+    speed = series(events, STEP, "step", "img_per_s")
     if pretraining and collapse[0]:
-        ref = _series(events, "step", "step", "collapse_reference")[1]
+        ref = series(events, STEP, "step", "collapse_reference")[1]
         traces = [go.Scatter(x=collapse[0], y=collapse[1], mode="lines", name="std of normalised projections",
                              line={"color": PALETTE[2]})]
         if ref:  # reference lines as legend entries: labels never collide with the curve
@@ -78,7 +84,7 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     elif speed[0]:
         panels.append(("Images per second", "step", [go.Scatter(x=speed[0], y=speed[1], mode="lines", name="img/s",
                                                                 line={"color": PALETTE[2]})]))
-    acc = _series(events, "epoch", "epoch", stage.curve_metric)
+    acc = series(events, EPOCH, "epoch", stage.curve_metric)
     if acc[0]:  # scored on the validation split while training; the test set is scored once, at the end
         name = f"{stage.metric_name.replace('test ', '')} on validation"
         panels.append((f"{name[0].upper()}{name[1:]} per epoch", "epoch",
@@ -105,28 +111,27 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     return fig
 
 
-def accuracy_bar(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """One horizontal bar per method: the mean over its runs with a 95% interval, each run as a dot.
+def accuracy_bar(methods: Iterable[MethodStats]) -> go.Figure:
+    """One horizontal bar per method: the mean over its seeds with a 95% interval, each seed's run as a dot.
 
     Readable with many runs (they stack on their method's row), on an axis zoomed to the values.
     """
-    methods: dict[str, list[float]] = {}
-    for r in rows:
-        methods.setdefault(r["method"], []).append(r["accuracy"])
-    order = sorted(methods, key=lambda m: statistics.fmean(methods[m]))
-    summaries = {m: summarize(methods[m]) for m in order}
+    # fmean is exactly rounded, so methods with the same values tie (and keep their order) whatever the order of
+    # their seeds; the summary's numpy mean can differ in the last bit.
+    order = sorted(methods, key=lambda m: statistics.fmean(m.values))
+    summaries = [m.summary for m in order]
     fig = go.Figure(go.Bar(
-        y=order, x=[summaries[m].mean for m in order], orientation="h",
-        marker_color=[METHOD_COLOURS.get(m, PALETTE[i % len(PALETTE)]) for i, m in enumerate(order)],
-        error_x={"type": "data", "symmetric": True, "array": [summaries[m].half_width or 0 for m in order]},
-        text=[format_ci(summaries[m]) for m in order], textposition="inside", insidetextanchor="start",
+        y=[m.method for m in order], x=[s.mean for s in summaries], orientation="h",
+        marker_color=[METHOD_COLOURS.get(m.method, PALETTE[i % len(PALETTE)]) for i, m in enumerate(order)],
+        error_x={"type": "data", "symmetric": True, "array": [s.half_width or 0 for s in summaries]},
+        text=[format_ci(s) for s in summaries], textposition="inside", insidetextanchor="start",
         hovertemplate="%{y}: %{text}<extra></extra>", showlegend=False))
-    fig.add_trace(go.Scatter(y=[m for m in order for _ in methods[m]], x=[v for m in order for v in methods[m]],
+    fig.add_trace(go.Scatter(y=[m.method for m in order for _ in m.values], x=[v for m in order for v in m.values],
                              mode="markers", marker={"color": "#111827", "size": 7, "symbol": "line-ns-open"},
                              name="one run", hovertemplate="%{y}: %{x:.1%}<extra>one run</extra>"))
-    values = [v for vs in methods.values() for v in vs]
-    lows = [s.low for s in summaries.values() if s.low is not None] + values
-    highs = [s.high for s in summaries.values() if s.high is not None] + values
+    values = [v for m in order for v in m.values]
+    lows = [s.low for s in summaries if s.low is not None] + values
+    highs = [s.high for s in summaries if s.high is not None] + values
     fig.update_layout(xaxis={"range": [max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.02)], "tickformat": ".0%",
                              "title": "test accuracy: mean of the runs, 95% interval over seeds"},
                       yaxis={"title": None}, template="plotly_white", height=120 + 48 * len(order),

@@ -60,3 +60,22 @@ def pair_grid(originals: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor,
             left = g * (block_w + group_gap) + c * (size + gap)
             out[top:top + size, left:left + size] = tiles[c][i]
     return out
+
+
+def framed(thumb: np.ndarray, colour: tuple[int, int, int], width: int = 3) -> np.ndarray:
+    """A copy of a uint8 (size, size, 3) thumbnail with a ``width``-px frame of ``colour``."""
+    out = thumb.copy()
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = (colour,) * 4
+    return out
+
+
+def grid(thumbs: list[np.ndarray], per_row: int = 8, gap: int = 3) -> np.ndarray:
+    """Thumbnails (size, size, 3) in rows of ``per_row`` on white: one picture, drawn at once."""
+    size = thumbs[0].shape[0]
+    rows = -(-len(thumbs) // per_row)
+    width = min(len(thumbs), per_row)
+    out = np.full((rows * size + (rows - 1) * gap, width * size + (width - 1) * gap, 3), 255, dtype=np.uint8)
+    for i, thumb in enumerate(thumbs):
+        top, left = (i // per_row) * (size + gap), (i % per_row) * (size + gap)
+        out[top:top + size, left:left + size] = thumb
+    return out

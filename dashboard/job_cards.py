@@ -12,10 +12,12 @@ import os
 
 import streamlit as st
 
+from byol_core.events import EPOCH
 from byol_core.lab.guards import chance_note
 from byol_core.lab.jobs import Job, JobManager
-from byol_core.lab.run_store import Run
+from byol_core.lab.run_store import Run, RunStore
 from byol_core.lab.stages import get_stage
+from byol_core.lab.summary import RunSummary
 from dashboard import charts, state, tables
 
 PROGRESS_SECONDS = 5.0
@@ -41,7 +43,7 @@ def _events_at(run_path: str, size: int) -> list[dict]:
 def draw_training_charts(run: Run, stage_name: str, key: str) -> bool:
     """The run's training figure; False when it logged nothing to draw yet."""
     events = events_of(run)
-    if not (charts.has_points(events) or any(e.get("kind") == "epoch" for e in events)):
+    if not (charts.has_points(events) or any(e.get("kind") == EPOCH for e in events)):
         return False
     st.plotly_chart(charts.training_figure(events, get_stage(stage_name)), key=key, config={"displayModeBar": False})
     return True
@@ -145,13 +147,12 @@ def _watch_for_new_jobs(manager: JobManager, shown: frozenset[str]) -> None:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _encoder_file(root: str, run_id: str, encoder_mtime: float) -> tuple[bytes, str]:
     from byol_core.lab.export import bundle_bytes, encoder_bundle, loading_snippet
-    from byol_core.lab.run_store import RunStore
 
     bundle = encoder_bundle(RunStore(root), run_id)
     return bundle_bytes(bundle), loading_snippet(bundle, f"encoder-{run_id}.pt")
 
 
-def encoder_download(store, summary) -> None:
+def encoder_download(store: RunStore, summary: RunSummary) -> None:
     """A "Download encoder" button with the Python that loads the file for this run's backbone."""
     with state.user_errors("Cannot export this encoder: "):
         mtime = os.path.getmtime(store.get(summary.id).encoder_path)

@@ -13,20 +13,21 @@ import atexit
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import streamlit as st
 import torch
 
+from byol_core.analysis.embeddings import KeyedFutures
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
-from byol_core.data import DataError, DataSplits, load_data, uploads
+from byol_core.data import DataError, DataSplits, load_data
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.run_store import RunStore
-from byol_core.presets import byol_paper_augment, get_preset
+from byol_core.presets import TUNED_PRESETS, byol_paper_augment, get_preset, preset_for
 
 RUNS_DIR_ENV = "BYOL_RUNS_DIR"
 MAX_JOBS_ENV = "BYOL_MAX_JOBS"
 WORKER_THREADS_ENV = "BYOL_WORKER_THREADS"
+DEFAULT_PRESET_ENV = "BYOL_DEFAULT_PRESET"  # one preset for every data set, e.g. "tiny" in tests
 
 # Errors a person can cause (a bad path, a value out of range, a missing run): shown as st.error.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ValueError, FileNotFoundError)
@@ -86,15 +87,9 @@ def get_manager() -> JobManager:
     return _manager(runs_dir(), max_jobs(), worker_threads())
 
 
-def get_store() -> RunStore:
-    return get_manager().store
-
-
 @st.cache_resource(show_spinner=False, on_release=lambda futures: futures.shutdown())
-def get_projections():  # -> byol_core.analysis.embeddings.KeyedFutures
+def get_projections() -> KeyedFutures:
     """The process's background UMAP projections, one future per cache key (two at a time)."""
-    from byol_core.analysis.embeddings import KeyedFutures
-
     return KeyedFutures(max_workers=2, name="umap")
 
 
@@ -116,16 +111,24 @@ def user_errors(prefix: str = "") -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- per-session choices
-# The preset each data set starts from on the Train page, and whose views the Data page starts with
-# (e.g. no flips for digits); other data sets start from the paper's.
-TUNED_PRESET = {"digits": "digits-quick", "fashion-mnist": "cpu-quick", "cifar10": "cifar10-cpu",
-                "stl10": "seed-stl10", "folder": "folder-quick"}
-
-
 def default_augment(dataset: str) -> AugmentConfig:
-    if dataset in TUNED_PRESET:
-        return get_preset(TUNED_PRESET[dataset]).augment
+    """The views the Data page starts with: those of the preset tuned for ``dataset`` (no flips for digits)."""
+    if dataset in TUNED_PRESETS:
+        return get_preset(preset_for(dataset)).augment
     return byol_paper_augment(DEFAULT_IMAGE_SIZE.get(dataset, 32))
+
+
+def start_preset(key: str, dataset: str) -> str:
+    """The preset a page's preset select (widget ``key``) starts from on ``dataset``.
+
+    The one tuned for the data set (:func:`byol_core.presets.preset_for`), unless BYOL_DEFAULT_PRESET names
+    one for every data set (the tests' seconds-long "tiny"). A new data set drops the select's choice, so the
+    page starts again from that data set's own preset; a choice for the same data set is kept.
+    """
+    if st.session_state.get(f"{key}_for") != dataset:
+        st.session_state.pop(key, None)
+        st.session_state[f"{key}_for"] = dataset
+    return os.environ.get(DEFAULT_PRESET_ENV) or preset_for(dataset)
 
 
 def get_data_cfg() -> DataConfig:
@@ -194,15 +197,3 @@ def _preview_sample(cfg_json: str, count: int) -> tuple[torch.Tensor, list[str]]
 def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[str]]:
     """``count`` training images (uint8 (B, C, H, W), read-only) and their class names."""
     return _preview_sample(_cfg_key(cfg), count)
-
-
-# Uploads live in byol_core.data.uploads; these names stay here for the code that used them from the dashboard.
-MAX_UPLOAD_BYTES = uploads.MAX_UPLOAD_BYTES
-KEEP_UPLOAD_FOLDERS = uploads.KEEP_UPLOAD_FOLDERS
-MAX_NAME_CHARS = uploads.MAX_NAME_CHARS
-_safe_upload_name = uploads.safe_file_name
-
-
-def save_uploads(files: list, root: str = "data") -> Path:
-    """Unlabelled uploaded images saved as a folder (:func:`byol_core.data.uploads.save_uploads`); returns the folder."""
-    return uploads.save_uploads(files, root, max_bytes=MAX_UPLOAD_BYTES).folder

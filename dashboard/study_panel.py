@@ -7,7 +7,6 @@ progress is on the Train page's job list and, while it runs, here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import streamlit as st
@@ -23,13 +22,8 @@ from dashboard import charts, job_cards, state
 
 FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 MAX_SEEDS = 5
-FALLBACK_PRESET = "byol-paper"  # as on the Train page: the preset tuned for the data set, else the paper's
 STUDIES = (SWEEP, ABLATION)
 KEY = "compare.new_study"  # prefix of the form's widget keys
-
-
-def _default_preset(dataset: str) -> str:
-    return os.environ.get("BYOL_DEFAULT_PRESET") or state.TUNED_PRESET.get(dataset, FALLBACK_PRESET)
 
 
 def _percent(value: float) -> str:
@@ -54,10 +48,7 @@ def _what_it_runs(spec: JobSpec) -> str:
 def study_form(manager: JobManager) -> None:
     """Choose a study, its preset, label fractions, seeds and pretraining length; Start submits it."""
     data_cfg = state.get_data_cfg()
-    if st.session_state.get(f"{KEY}.preset_for") != data_cfg.name:  # a new data set: start from its own preset
-        st.session_state.pop(f"{KEY}.preset", None)
-        st.session_state[f"{KEY}.preset_for"] = data_cfg.name
-    default = _default_preset(data_cfg.name)
+    default = state.start_preset(f"{KEY}.preset", data_cfg.name)  # as on the Train page
     with st.container(border=True):
         st.markdown("**Run a label-efficiency sweep** (or the colour ablation)")
         by_name = {s.name: s for s in STUDIES}

@@ -1,4 +1,4 @@
-"""Formatting of run summaries for the pages: the Compare table and CSV, curves, durations.
+"""Formatting of run summaries for the pages: the Compare table and CSV, the Train page's run list, durations.
 
 The run model itself lives in core (:mod:`byol_core.lab.summary`); this module only shapes it for
 display.
@@ -68,16 +68,6 @@ def runs_table(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
              "augmentation": s.augmentation, "epochs run": s.epochs_run, "steps": s.steps_run,
              **({"archived": s.archived} if any_archived else {}), "problem": s.damaged or s.error or ""}
             for s in summaries]
-
-
-def accuracy_curve(events: Sequence[dict[str, Any]], metric: str) -> tuple[list[float], list[float]]:
-    """Per-epoch values of ``metric`` (kNN or test accuracy) from a run's metric events."""
-    xs, ys = [], []
-    for e in events:
-        if e.get("kind") == "epoch" and isinstance(e.get(metric), (int, float)) and e.get("epoch") is not None:
-            xs.append(e["epoch"])
-            ys.append(e[metric])
-    return xs, ys
 
 
 def format_seconds(seconds: float | None) -> str:

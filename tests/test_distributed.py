@@ -21,8 +21,10 @@ from byol_core import cli, distributed
 from byol_core.config import with_overrides
 from byol_core.data import load_data
 from byol_core.lab.run_store import RunStore
-from byol_core.methods import loop, training
-from byol_core.methods.loop import StepPlan, run_loop
+from byol_core.methods import loop
+from byol_core.methods.byol import _BYOLHooks
+from byol_core.methods.loop import StepPlan, TrainingError, run_loop
+from byol_core.methods.pretraining import prepare_runtime
 from byol_core.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,24 +65,33 @@ def _only_run(runs: Path):
 
 
 class _PerShardForward:
-    """BYOL's forward shard by shard, the shard losses averaged: what DDP computes with per-rank BatchNorm."""
+    """BYOL's forward shard by shard: what DDP computes with per-rank BatchNorm.
+
+    Laid out as the whole batch's output (view 1's rows of every shard, then view 2's), so the loss over it is
+    the mean of the shard losses, as DDP's averaged gradients are.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
 
     def __call__(self, view_1: torch.Tensor, view_2: torch.Tensor) -> SimpleNamespace:
         outs = [self.model(a, b) for a, b in zip(view_1.chunk(WORLD), view_2.chunk(WORLD))]
-        return SimpleNamespace(loss=torch.stack([o.loss for o in outs]).mean(),
-                               projections=torch.cat([o.projections for o in outs]))
+
+        def whole(field: str) -> torch.Tensor:
+            halves = [getattr(o, field).chunk(2) for o in outs]  # each shard: its view 1 rows, then its view 2 rows
+            return torch.cat([h[0] for h in halves] + [h[1] for h in halves])
+
+        return SimpleNamespace(predictions=whole("predictions"), targets=whole("targets"),
+                               projections=whole("projections"))
 
 
 def _single_process_reference(cfg) -> dict[str, torch.Tensor]:
     """The parameters one process reaches with the global batch (per-rank batch x 2) and the same seed."""
     one = with_overrides(cfg, {"byol.optim.batch_size": cfg.byol.optim.batch_size * WORLD})
     splits = load_data(one.data)
-    device, _bf16 = training.prepare_runtime(one)
+    device, _bf16 = prepare_runtime(one)
     torch.manual_seed(one.seed)  # as pretrain_byol does
-    hooks = training._BYOLHooks(one, splits, device, bf16=False)
+    hooks = _BYOLHooks(one, splits, device, bf16=False)
     hooks.forward = _PerShardForward(hooks.model)
     initial = {k: v.detach().clone() for k, v in hooks.model.named_parameters()}
     threads = torch.get_num_threads()
@@ -120,11 +131,12 @@ def test_two_processes_train_like_one_with_the_global_batch_into_one_run_folder(
 
 _STOP_AT_STEP_2 = textwrap.dedent("""
     import threading, sys
-    from byol_core import distributed, runner
+    from byol_core import distributed
     from byol_core.config import with_overrides
-    from byol_core.plans import plan
+    from byol_core.lab import runner
+    from byol_core.lab.plans import plan
+    from byol_core.lab.run_store import RunStore
     from byol_core.presets import get_preset
-    from byol_core.runs import RunStore
 
     overrides = dict(arg.split("=", 1) for arg in sys.argv[1:])
     cfg = with_overrides(get_preset("tiny"), overrides)
@@ -192,5 +204,5 @@ def test_torchrun_refuses_commands_other_than_pretrain_and_resume(monkeypatch, c
 
 
 def test_a_run_resumes_only_with_the_number_of_processes_that_trained_it():
-    with pytest.raises(training.TrainingError, match="trained by 2 process.*resumed by 1.*torchrun and 2 processes"):
-        loop._restore({"model": {}, "optimizer": {}, "step": 3, "processes": 2}, stage=None)
+    with pytest.raises(TrainingError, match="trained by 2 process.*resumed by 1.*torchrun and 2 processes"):
+        loop._restore({"model": {}, "optimizer": {}, "step": 3, "processes": 2}, hooks=None)

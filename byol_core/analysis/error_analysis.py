@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..config import ExperimentConfig
 from ..data import DataSplits, load_data
 from ..lab.run_store import RunStore
 from ..lab.summary import summarize_run
-from ..methods.evaluation import embed, knn_predict
-from ..methods.networks import Encoder, build_encoder
+from ..methods.evaluation import embed, knn_vote
+from ..methods.networks import build_encoder
 
 
 @dataclass(frozen=True)
@@ -59,24 +57,17 @@ def knn_predictions(store: RunStore, run_id: str) -> Predictions:
     splits = load_data(cfg.data)
     encoder = build_encoder(cfg.model)
     encoder.model.load_state_dict(store.get(run_id).load_encoder())
-    bank, bank_labels = training_bank(encoder, splits, cfg)
+    require_class_labels(splits)
     queries = embed(encoder, splits.test.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
-    predicted = knn_predict(bank, bank_labels, queries, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
-                            num_classes=splits.num_classes)
+    predicted = knn_vote(encoder, splits, cfg, queries)
     return Predictions(predicted.numpy().astype(np.int64), splits.test.labels.numpy().astype(np.int64),
                        list(splits.classes), "kNN on the labelled training images")
 
 
-def training_bank(encoder: Encoder, splits: DataSplits, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and labels of the labelled training images: the memory bank a run's kNN accuracy votes with.
-
-    Raises ValueError when the data set has no class labels (then no prediction can be right or wrong).
-    """
+def require_class_labels(splits: DataSplits) -> None:
+    """A ValueError when the data set has no class labels (then no prediction can be right or wrong)."""
     if splits.num_classes < 2 or not len(splits.labelled_train):
         raise ValueError(f"data set {splits.name!r} has no class labels: there is nothing to be wrong about.")
-    train = splits.labelled_train
-    features = embed(encoder, train.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
-    return features, train.labels
 
 
 def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:

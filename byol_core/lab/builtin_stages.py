@@ -13,9 +13,13 @@ from typing import Any
 
 import torch
 
+from ..events import EVAL
+from ..methods.byol import pretrain_byol
+from ..methods.loop import TrainResult
 from ..methods.networks import build_encoder, encoder_state_dict
+from ..methods.pretraining import knn_eval, prepare_runtime
 from ..methods.simclr import pretrain_simclr
-from ..methods.training import TrainResult, knn_eval, prepare_runtime, pretrain_byol, train_supervised
+from ..methods.supervised import train_supervised
 from .stages import Stage, StageContext
 
 
@@ -76,7 +80,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
     if ctx.source_run:
         encoder.model.load_state_dict(ctx.source_encoder())
     accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
-    ctx.log({"kind": "eval", "knn_accuracy": accuracy})
+    ctx.log({"kind": EVAL, "knn_accuracy": accuracy})
     return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
             **test_facts(data)}
 

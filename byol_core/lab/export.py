@@ -27,7 +27,7 @@ FORMAT = "byol-lab-encoder/1"
 
 def encoder_bundle(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run's encoder with what it takes to use it: architecture, image size, mean and std."""
-    summary = summarize_run(store.get(run_id))
+    summary = summarize_run(store.get(run_id), store)
     if summary.damaged:
         raise ValueError(f"run {run_id} cannot be exported: {summary.damaged}.")
     if not summary.usable_encoder or summary.config is None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..events import STEP
 from ..files import parse_jsonl
 from . import runner
 from .plans import JobSpec
@@ -67,7 +68,7 @@ class Job:
         safe to read from other threads. The first step event (after start-up, data loading and a
         resume's checkpoint) anchors the ETA's rate.
         """
-        if event.get("kind") == "step" and self._rate_anchor is None:
+        if event.get("kind") == STEP and self._rate_anchor is None:
             self._rate_anchor = (time.time(), event.get("step", 0))
         self.last_event = {**self.last_event, **event}
 
@@ -233,9 +234,6 @@ class JobManager:
         """Jobs of this process, newest first."""
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
-
-    def any_active(self) -> bool:
-        return any(job.active for job in self.jobs())
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         job = self.get(job_id)

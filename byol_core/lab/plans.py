@@ -155,11 +155,22 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
         changes += config_diff(cfg, step, "set for this job")
         cfg = step
     cfg = from_dict(ExperimentConfig, to_dict(cfg))  # the whole config validated once, after everything
-    optim = info.optim(cfg)
-    if optim is not None and num_images:
-        notes.extend(_steps_note(optim, num_images))
-    return JobSpec(stage=info.name, config=cfg, source_run=source_run, label=label or info.short_title,
+    spec = JobSpec(stage=info.name, config=cfg, source_run=source_run, label=label or info.short_title,
                    changes=tuple(changes), notes=tuple(notes), stage_options=stage_options)
+    return with_steps_note(spec, num_images)
+
+
+def with_steps_note(spec: JobSpec, num_images: int | None) -> JobSpec:
+    """``spec`` with a note of how its epochs turn into steps over ``num_images`` training images.
+
+    For a caller that learns the image count from the planned job itself (the dashboard counts the
+    images of the job's own data): it adds the note without planning again. No count, or a stage
+    that does not train, leaves ``spec`` as it is.
+    """
+    optim = spec.stage_info.optim(spec.config)
+    if optim is None or not num_images:
+        return spec
+    return dataclasses.replace(spec, notes=spec.notes + tuple(_steps_note(optim, num_images)))
 
 
 def _steps_note(optim: Any, num_images: int) -> list[str]:

@@ -20,8 +20,8 @@ from .. import distributed
 from ..config import ConfigError, with_overrides
 from ..data import DataSplits
 from ..device import resolve_device
+from ..events import EPOCH, NOTE, RESUME, START, Callback
 from ..methods.networks import build_encoder
-from ..methods.training import Callback
 from .builtin_stages import BYOL
 from .plans import JobSpec, config_diff, stage_options_of
 from .run_store import Run, RunBusyError, RunStore
@@ -53,7 +53,7 @@ class _StatusWriter:
         self.run.log(event)
         self.progress.update({k: event[k] for k in PROGRESS_FIELDS if k in event})
         now = time.monotonic()
-        if event.get("kind") in ("epoch", "start") or now - self.last_write >= self.min_interval_s:
+        if event.get("kind") in (EPOCH, START) or now - self.last_write >= self.min_interval_s:
             self.last_write = now
             self.run.set_status("running", **self.progress)
 
@@ -117,8 +117,8 @@ def _stage_to_execute(run: Run) -> Stage:
     """The run's stage; a ValueError when it cannot be carried out (here, or under torchrun)."""
     stage_name = stage_of_record(run.read_record())
     if stage_name is None:
-        raise ValueError(f"run {run.id} is not of a stage that can be carried out (it may be an experiment's "
-                         "summary run); start a new run instead.")
+        raise ValueError(f"run {run.id} is not of a stage that can be carried out (its kind is no known stage); "
+                         "start a new run instead.")
     stage = get_stage(stage_name)
     if distributed.current().active and stage.name not in DISTRIBUTED_STAGES:
         raise ValueError(ONLY_PRETRAINING_DISTRIBUTED)
@@ -152,7 +152,7 @@ def _rewind_metrics(run: Run, callbacks: Sequence[Callback]) -> None:
         message = "no checkpoint was saved before this run stopped: training starts again from step 0"
     if dropped:
         message += f"; {dropped} event(s) logged after it were removed and will be logged again"
-    event = {"kind": "resume", "step": step, "message": message}
+    event = {"kind": RESUME, "step": step, "message": message}
     for callback in callbacks:
         callback(event)
 
@@ -213,7 +213,7 @@ def change_for_resume(run: Run, overrides: dict[str, Any]) -> list[str]:
     changes = [str(c) for c in config_diff(cfg, new, "set on resume")]
     if changes:
         run.write_config(new, kind, options, run.read_record().get("stage"))
-        run.log({"kind": "note", "message": "; ".join(changes)})
+        run.log({"kind": NOTE, "message": "; ".join(changes)})
     return changes
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import ConfigError, ExperimentConfig
 from ..data import DataSplits, load_data
-from ..methods.training import Callback
+from ..events import NOTE, Callback
 from .run_store import Run, RunStore
 
 # How a source run is used: "none" (no source), "required" (fine-tune, probe) or "optional"
@@ -62,7 +62,7 @@ class StageContext:
     def note(self, message: str) -> None:
         """Tell the person (CLI, metrics.jsonl, the dashboard's log) something they must know."""
         for callback in self.callbacks:
-            callback({"kind": "note", "message": message})
+            callback({"kind": NOTE, "message": message})
 
     @property
     def save_checkpoint(self) -> Callable[[dict[str, Any]], None] | None:

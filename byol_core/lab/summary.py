@@ -28,7 +28,7 @@ class RunSummary:
 
     id: str
     path: Path
-    stage: str | None                 # None for composite runs (experiments) and damaged folders
+    stage: str | None                 # None for folders of no known stage and damaged folders
     kind: str                         # the word in the run id: byol, supervised, linear, evaluate, experiment
     method: str                       # "BYOL kNN", "supervised from scratch", ...
     name: str
@@ -106,8 +106,11 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def summarize_run(run: Run) -> RunSummary:
-    """The summary of one run folder; damaged files give a ``damaged`` reason, never an exception."""
+def summarize_run(run: Run, store: RunStore | None = None) -> RunSummary:
+    """The summary of one run folder; damaged files give a ``damaged`` reason, never an exception.
+
+    ``store``: where its source run is looked up (by default the store the run's folder is in).
+    """
     record, problem = read_json_object(run.config_path)
     cfg: ExperimentConfig | None = None
     if record is not None:
@@ -129,7 +132,7 @@ def summarize_run(run: Run) -> RunSummary:
     notes = read_annotations(run)
     return RunSummary(
         id=run.id, path=run.path, stage=stage_name, kind=kind,
-        method=info.method_for(source, _family_of(run, source)) if info else kind,
+        method=info.method_for(source, _family_of(store or RunStore(run.path.parent), source)) if info else kind,
         name=cfg.name if cfg else run.id, dataset=cfg.data.name if cfg else None,
         label_fraction=cfg.data.label_fraction if cfg else None, seed=cfg.seed if cfg else None,
         source_run=source, state=state,
@@ -141,11 +144,15 @@ def summarize_run(run: Run) -> RunSummary:
     )
 
 
-def _family_of(run: Run, source: str | None) -> str | None:
+def _family_of(store: RunStore, source: str | None) -> str | None:
     """The method family ("BYOL", "SimCLR") of a run's source run, read from the source's config.json."""
-    if not source or "/" in source or source.startswith("."):
+    if not source:
         return None
-    record, _ = read_json_object(run.path.parent / source / "config.json")
+    try:
+        source_run = store.get(source)
+    except FileNotFoundError:  # not a run id, or no such run in the store
+        return None
+    record, _ = read_json_object(source_run.config_path)
     name = stage_of_record(record) if record else None
     return get_stage(name).family or None if name else None
 
@@ -157,11 +164,7 @@ def _int(value: Any) -> int | None:
 
 def list_summaries(store: RunStore) -> list[RunSummary]:
     """Every run folder under the store, newest first, damaged ones included (with their reason)."""
-    return [summarize_run(run) for run in store.list()]
-
-
-def summary_of(store: RunStore, run_id: str) -> RunSummary:
-    return summarize_run(store.get(run_id))
+    return [summarize_run(run, store) for run in store.list()]
 
 
 # --------------------------------------------------------------------------- describing and comparing runs

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment.views import eval_transform
+from ..config import ExperimentConfig
+from ..data import DataSplits
 
 
 @torch.no_grad()
@@ -68,6 +70,25 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     keep = train_labels >= 0
     preds = knn_predict(train_features[keep], train_labels[keep], test_features, k, temperature, num_classes)
     return (preds == test_labels).float().mean().item()
+
+
+@torch.no_grad()
+def knn_vote(encoder: nn.Module, splits: DataSplits, cfg: ExperimentConfig, query_features: torch.Tensor,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """The class of each query row by the rule of every kNN number here: the labelled training images vote.
+
+    They are embedded by ``encoder`` (which must also have made ``query_features``) and the
+    ``cfg.eval.knn_k`` most cosine-similar vote with weight ``exp(sim / cfg.eval.knn_temperature)``
+    (:func:`knn_predict`); images labelled -1 do not vote. Pretraining's kNN curve and score, a run's
+    error analysis and the embedding page's predictions all come from here.
+    """
+    train = splits.labelled_train
+    if not len(train):
+        raise ValueError(f"data set {splits.name!r} has no labelled training images to vote with.")
+    bank = embed(encoder, train.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size, device)
+    keep = train.labels >= 0
+    return knn_predict(bank[keep], train.labels[keep], query_features, k=cfg.eval.knn_k,
+                       temperature=cfg.eval.knn_temperature, num_classes=splits.num_classes)
 
 
 @torch.no_grad()

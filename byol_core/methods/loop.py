@@ -20,9 +20,8 @@ from torch import nn
 
 from .. import distributed
 from ..config import OptimConfig
+from ..events import EPOCH, START, STEP, Callback
 from .schedules import learning_rate
-
-Callback = Callable[[dict[str, Any]], None]
 
 
 class TrainingError(RuntimeError):
@@ -264,7 +263,7 @@ def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
             callback(event)
 
     step = _restore(checkpoint, hooks)
-    emit({"kind": "start", "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
+    emit({"kind": START, "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
           "steps_per_epoch": plan.steps_per_epoch, "batch_size": plan.batch, "device": str(hooks.device),
           "num_images": plan.num_items, **_world_fields()})
     model.train()
@@ -282,11 +281,11 @@ def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
         if window.due(end_of_epoch):
             metrics = window.flush()
             _check_finite(metrics["loss"], step, hooks)
-            emit({"kind": "step", "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
+            emit({"kind": STEP, "stage": hooks.name, "step": step, "total_steps": plan.total_steps,
                   "epoch": step / plan.steps_per_epoch, **hooks.step_fields(metrics)})
         if end_of_epoch:
             epoch = plan.epochs_done(step)
-            event: dict[str, Any] = {"kind": "epoch", "stage": hooks.name, "epoch": epoch, "step": step,
+            event: dict[str, Any] = {"kind": EPOCH, "stage": hooks.name, "epoch": epoch, "step": step,
                                      "total_steps": plan.total_steps}
             if hooks.evaluation_due(step, epoch):
                 model.eval()
@@ -303,4 +302,4 @@ def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
                        test_accuracy=hooks.test_accuracy)
 
 
-__all__ = ["Callback", "EpochSampler", "LoopHooks", "StepPlan", "TrainResult", "TrainingError", "run_loop"]
+__all__ = ["EpochSampler", "LoopHooks", "StepPlan", "TrainResult", "TrainingError", "run_loop"]

@@ -1,17 +1,12 @@
-"""Backbones, the MLP heads and the BYOL module with its separate EMA target."""
+"""Backbones, the encoder wrapper, the MLP heads (BYOL's and SimCLR's) and the supervised classifier."""
 
 from __future__ import annotations
-
-import copy
-from dataclasses import dataclass
 
 import torch
 import torchvision
 from torch import nn
 
 from ..config import ModelConfig
-from .ema import update_momentum
-from .losses import symmetric_byol_loss
 
 
 class SmallConvNet(nn.Module):
@@ -122,65 +117,6 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Linear(hidden_dim, out_dim),
     )
-
-
-@dataclass
-class BYOLOutput:
-    loss: torch.Tensor
-    projections: torch.Tensor  # online projections of both views, detached, for the collapse monitor
-
-
-class BYOL(nn.Module):
-    """Online encoder+projector+predictor and a *separate* target encoder+projector.
-
-    The target is a deep copy made once at construction; its parameters never
-    receive gradients and change only through :meth:`update_target` (EMA).
-    """
-
-    def __init__(self, backbone: nn.Module, image_size: int, hidden_layer: str | None = None,
-                 projector_hidden: int = 4096, projector_out: int = 256, predictor_hidden: int = 4096) -> None:
-        super().__init__()
-        target_backbone = copy.deepcopy(backbone)
-        self.online_encoder = Encoder(backbone, hidden_layer)
-        feat_dim = self.online_encoder.feature_dim(image_size)
-        self.feature_dim = feat_dim
-        self.online_projector = mlp(feat_dim, projector_hidden, projector_out)
-        self.predictor = mlp(projector_out, predictor_hidden, projector_out)
-        self.target_encoder = Encoder(target_backbone, hidden_layer)
-        self.target_projector = copy.deepcopy(self.online_projector)
-        self.target_encoder.load_state_dict(self.online_encoder.state_dict())
-        for p in self.target_parameters():
-            p.requires_grad_(False)
-
-    @classmethod
-    def from_config(cls, cfg: ModelConfig, image_size: int) -> BYOL:
-        return cls(build_backbone(cfg), image_size, cfg.hidden_layer,
-                   cfg.projector_hidden, cfg.projector_out, cfg.predictor_hidden)
-
-    def online_parameters(self) -> list[nn.Parameter]:
-        """What the optimiser updates: online encoder, projector and predictor."""
-        return [*self.online_encoder.parameters(), *self.online_projector.parameters(),
-                *self.predictor.parameters()]
-
-    def target_parameters(self) -> list[nn.Parameter]:
-        return [*self.target_encoder.parameters(), *self.target_projector.parameters()]
-
-    def forward(self, view_1: torch.Tensor, view_2: torch.Tensor) -> BYOLOutput:
-        batch = view_1.shape[0]
-        both = torch.cat([view_1, view_2])
-        # Both views in one online pass: one larger batch is faster than two.
-        projections = self.online_projector(self.online_encoder(both))
-        predictions = self.predictor(projections)
-        with torch.no_grad():
-            targets = self.target_projector(self.target_encoder(both))
-        loss = symmetric_byol_loss(predictions[:batch], predictions[batch:], targets[:batch], targets[batch:])
-        return BYOLOutput(loss=loss, projections=projections.detach())
-
-    @torch.no_grad()
-    def update_target(self, tau: float) -> None:
-        """EMA step of the target towards the online network with decay ``tau``."""
-        update_momentum(self.online_encoder, self.target_encoder, tau)
-        update_momentum(self.online_projector, self.target_projector, tau)
 
 
 class Classifier(nn.Module):

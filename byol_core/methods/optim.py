@@ -38,4 +38,4 @@ def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> 
     optimizer.step()
 
 
-__all__ = ["LARS", "build_optimizer", "descend", "set_lr"]
+__all__ = ["build_optimizer", "descend", "set_lr"]

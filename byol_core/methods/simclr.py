@@ -22,11 +22,12 @@ from ..augment.views import BYOLAugment
 from ..config import ExperimentConfig
 from ..data import DataSplits
 from ..device import autocast
-from .loop import Callback, StepPlan, TrainResult, run_loop
+from ..events import Callback
+from .loop import StepPlan, TrainResult, run_loop
 from .losses import collapse_std, nt_xent_loss
 from .networks import Encoder, build_backbone, mlp
 from .optim import build_optimizer, descend
-from .training import PretrainingHooks, images_on_device, prepare_runtime
+from .pretraining import PretrainingHooks, images_on_device, prepare_runtime
 
 
 @dataclass

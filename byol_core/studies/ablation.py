@@ -13,7 +13,6 @@ paired interval, is held by the ablation's own run (kind ``ablation``).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -22,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig
-from ..lab import runner
+from ..events import ROW, Callback
 from ..lab.builtin_stages import BYOL, KNN, LINEAR, SIMCLR
 from ..lab.plans import plan
 from ..lab.run_store import RunStore
 from ..lab.stages import Stage, StageContext
-from ..methods.training import Callback
 from ..stats import Difference, Summary, compare, format_ci, format_difference, summarize
-from .common import StudyRuns, check_known, check_seeds
+from .common import StudyRuns, check_known, check_seeds, run_study, write_json
 
 ABLATION_KIND = "ablation"  # the stage's name and its run's kind
 OPTIONS = ("seeds",)
@@ -108,10 +106,7 @@ class AblationResult:
 
     def write(self, json_path: str | Path) -> list[Path]:
         """The result as JSON at ``json_path``; the paths written."""
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return [path]
+        return [write_json(json_path, self.to_dict())]
 
     def cell(self, method: str, augmentation: str, evaluation: str) -> AblationCell:
         for c in self.cells:
@@ -202,7 +197,7 @@ def ablation_body(ctx: StageContext) -> dict[str, Any]:
                 for evaluation, (value, run_id) in _train_arm(ctx, runs, seed, method, augmentation).items():
                     cell = result.cell(method, augmentation, evaluation)
                     cell.values[seed], cell.runs[seed] = value, run_id
-                    ctx.log({"kind": "row", "seed": seed, "method": method, "augmentation": augmentation,
+                    ctx.log({"kind": ROW, "seed": seed, "method": method, "augmentation": augmentation,
                              "evaluation": evaluation, "accuracy": value, "run_id": run_id})
         ctx.partial_results(result.to_dict())
     result.wall_seconds = time.perf_counter() - t_start
@@ -217,13 +212,8 @@ def run_ablation(cfg: ExperimentConfig, store: RunStore, *, seeds: int = DEFAULT
 
     ``callbacks`` follow the ablation's progress (runs done), ``stage_callbacks`` every run it starts.
     """
-    spec = plan(ABLATION_KIND, cfg, options={"seeds": seeds})
-    run = runner.create(store, spec)
-    runner.execute(store, run, callbacks=callbacks, inner_callbacks=stage_callbacks, stop_event=stop_event)
-    result = AblationResult.from_dict(runner.run_results(run))
-    if json_path is not None:
-        result.write(json_path)
-    return result
+    return run_study(ABLATION_KIND, cfg, store, {"seeds": seeds}, AblationResult.from_dict, callbacks=callbacks,
+                     stage_callbacks=stage_callbacks, stop_event=stop_event, json_path=json_path)
 
 
 ABLATION = Stage(  # registered by the package (byol_core.studies)

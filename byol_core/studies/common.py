@@ -1,24 +1,30 @@
-"""Studies: stages that run other stages many times (the label-efficiency sweep, the colour ablation).
+"""Studies: stages that run other stages many times (the seed experiment, the label-efficiency sweep, the
+colour ablation).
 
 A study is a job like any other: planned with :func:`~byol_core.lab.plans.plan` (its options checked
 there), carried out by :func:`~byol_core.lab.runner.execute` in its own run, which holds its table as
 results. Each stage it starts is an ordinary run folder. :class:`StudyRuns` starts them and counts
 them: the study's progress events say how many of its runs are done (``step`` of ``total_steps``)
 and what it is doing now (``doing``), so a job card shows a study like a training, and a stop
-request ends it between runs (the run under way stops with a checkpoint).
+request ends it between runs (the run under way stops with a checkpoint). :func:`run_study` runs a
+study as a job in this thread and reads its table back.
 """
 
 from __future__ import annotations
 
+import json
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from ..config import ConfigError
+from ..config import ConfigError, ExperimentConfig
 from ..data import DataSplits
+from ..events import START, STEP, Callback
 from ..lab import runner
-from ..lab.plans import JobSpec
-from ..lab.run_store import Run
+from ..lab.plans import JobSpec, plan
+from ..lab.run_store import Run, RunStore
 from ..lab.stages import StageContext
 
 
@@ -63,7 +69,7 @@ class StudyRuns:
         self.ctx, self.study, self.total = ctx, study, total
         self.done = 0
         self.doing = "starting"
-        self._emit({"kind": "start"})
+        self._emit({"kind": START})
 
     def stopped(self) -> bool:
         return self.ctx.stop_event is not None and self.ctx.stop_event.is_set()
@@ -76,7 +82,7 @@ class StudyRuns:
     def start(self, spec: JobSpec, splits: DataSplits, doing: str) -> tuple[float | None, Run]:
         """Carry out ``spec`` as its own run; its headline number (None unless it finished) and the run."""
         self.doing = doing
-        self._emit({"kind": "step"})
+        self._emit({"kind": STEP})
         run = runner.start(spec, self.ctx.store, splits=splits, callbacks=self.ctx.inner_callbacks,
                            stop_event=self.ctx.stop_event)
         self.done += 1
@@ -90,9 +96,45 @@ class StudyRuns:
 
     def finish(self) -> None:
         self.doing = "stopped" if self.cut_short else "done"
-        self._emit({"kind": "step"})
+        self._emit({"kind": STEP})
 
     def _emit(self, event: dict[str, Any]) -> None:
         event = {**event, "stage": self.study, "step": self.done, "total_steps": self.total, "doing": self.doing}
         for callback in self.ctx.callbacks:
             callback(event)
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """``data`` as indented JSON at ``path`` (its folder made when missing); the path written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+class StudyResult(Protocol):
+    """What a study's table is read back as (an experiment's, a sweep's, an ablation's result)."""
+
+    def write(self, json_path: str | Path) -> list[Path]: ...
+
+
+ResultT = TypeVar("ResultT", bound=StudyResult)
+
+
+def run_study(stage: str, cfg: ExperimentConfig, store: RunStore, options: Mapping[str, Any],
+              result_of: Callable[[dict[str, Any]], ResultT], *, callbacks: Sequence[Callback] = (),
+              stage_callbacks: Sequence[Callback] = (), stop_event: threading.Event | None = None,
+              json_path: str | Path | None = None) -> ResultT:
+    """The study ``stage`` as a job in this thread: plan it with ``options``, run it, and its table.
+
+    ``result_of`` reads the table back from the run's results. ``callbacks`` follow the study's progress
+    (runs done), ``stage_callbacks`` every run it starts. ``json_path``: also write the table there
+    (the result's ``write``).
+    """
+    spec = plan(stage, cfg, options=options)
+    run = runner.create(store, spec)
+    runner.execute(store, run, callbacks=callbacks, inner_callbacks=stage_callbacks, stop_event=stop_event)
+    result = result_of(runner.run_results(run))
+    if json_path is not None:
+        result.write(json_path)
+    return result

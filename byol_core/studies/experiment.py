@@ -3,29 +3,36 @@
 Rows: supervised from scratch, BYOL fine-tuned, BYOL linear probe, BYOL kNN,
 random-init kNN and raw-pixel kNN, all scored on the same test set with the
 same labelled training subset.
+
+The experiment is a stage (:mod:`byol_core.studies.common`): ``plan("experiment", cfg)`` makes it a job
+like any other, and its run (kind ``"experiment"``) holds the table in its status. Every stage run it
+starts is an ordinary run folder. Runs written before it was a stage (kind ``"experiment"``, no stage
+in config.json) read the same way.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig
-from ..data import load_data
+from ..events import ROW, Callback
 from ..lab import runner
 from ..lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from ..lab.plans import plan
 from ..lab.run_store import RunStore
-from ..lab.stages import get_stage
+from ..lab.stages import Stage, StageContext
 from ..methods.floors import PIXEL_KNN, pixel_knn_accuracy
-from ..methods.training import Callback
+from .common import StudyRuns, run_study, write_json
 
-CallbackFactory = Callable[[str], Sequence[Callback]]
+EXPERIMENT_KIND = "experiment"  # the stage's name and its run's kind
+# The stage runs it starts: BYOL pretraining, a linear probe and a fine-tune from it, supervised from
+# scratch and random-init kNN (the raw-pixel floor is computed, not a run).
+RUN_COUNT = 5
 
 
 @dataclass
@@ -47,8 +54,21 @@ class ExperimentResult:
     wall_seconds: float = 0.0
     config_name: str = ""
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExperimentResult:
+        """A result back from :meth:`to_dict` (an experiment run's results)."""
+        rows = [ExperimentRow(r["method"], r.get("accuracy"), r.get("run_id"), r.get("seconds", 0.0))
+                for r in d.get("rows", [])]
+        return cls(run_id=d["run_id"], dataset=d["dataset"], label_fraction=d["label_fraction"],
+                   labelled_images=d.get("labelled_images", 0), test_images=d.get("test_images", 0), rows=rows,
+                   wall_seconds=d.get("wall_seconds", 0.0), config_name=d.get("config_name", ""))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def write(self, json_path: str | Path) -> list[Path]:
+        """The result as JSON at ``json_path``; the paths written."""
+        return [write_json(json_path, self.to_dict())]
 
     def table(self) -> str:
         """A plain-text table of the accuracies, best first."""
@@ -63,68 +83,59 @@ class ExperimentResult:
         return "\n".join(lines)
 
 
-def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks_for: CallbackFactory | None = None,
-                   stop_event: threading.Event | None = None, json_path: str | Path | None = None,
-                   progress: Callable[[str], None] | None = None) -> ExperimentResult:
-    """Run every stage in turn and return (and store) the accuracy table."""
+def experiment_body(ctx: StageContext) -> dict[str, Any]:
+    """The ``experiment`` stage: every method in turn, each row into ``ctx.run``'s results."""
     t_start = time.perf_counter()
-    callbacks_for = callbacks_for or (lambda _stage: ())
-    say = progress or (lambda _msg: None)
-    exp_run = store.create("experiment", cfg)
-    with exp_run.claim():  # its status reads "running" only while this process holds it
-        exp_run.set_status("running", started=time.time())
-        try:
-            say("loading data")
-            splits = load_data(cfg.data)
-        except BaseException as exc:  # not left 'running' forever: say why it ended
-            exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        if splits.skipped_files:
-            exp_run.skipped_files_path.write_text("\n".join(splits.skipped_files) + "\n")
-            say(f"{len(splits.skipped_files)} file(s) could not be read and were skipped (listed in "
-                f"{exp_run.skipped_files_path})")
-        result = ExperimentResult(run_id=exp_run.id, dataset=splits.name, label_fraction=cfg.data.label_fraction,
-                                  labelled_images=len(splits.labelled_train), test_images=len(splits.test),
-                                  config_name=cfg.name)
+    cfg, splits = ctx.cfg, ctx.data()
+    result = ExperimentResult(run_id=ctx.run.id, dataset=splits.name, label_fraction=cfg.data.label_fraction,
+                              labelled_images=len(splits.labelled_train), test_images=len(splits.test),
+                              config_name=cfg.name)
+    runs = StudyRuns(ctx, EXPERIMENT_KIND, RUN_COUNT)
 
-        def timed(method: str, fn: Callable[[], tuple[float | None, str | None]]) -> None:
-            if stop_event is not None and stop_event.is_set():
-                return
-            say(method)
-            t0 = time.perf_counter()
-            accuracy, run_id = fn()
-            row = ExperimentRow(method, accuracy, run_id, time.perf_counter() - t0)
-            result.rows.append(row)
-            exp_run.log({"kind": "row", **asdict(row)})
+    def timed(method: str, fn: Callable[[], tuple[float | None, str | None]]) -> None:
+        if runs.stopped():
+            return
+        t0 = time.perf_counter()
+        accuracy, run_id = fn()
+        row = ExperimentRow(method, accuracy, run_id, time.perf_counter() - t0)
+        result.rows.append(row)
+        ctx.log({"kind": ROW, **asdict(row)})
 
-        def stage_run(stage: str, source_run: str | None = None) -> tuple[float | None, str | None]:
-            run = runner.start(plan(stage, cfg, source_run=source_run), store, splits=splits,
-                               callbacks=callbacks_for(stage), stop_event=stop_event)
-            return get_stage(stage).headline(runner.run_results(run)), run.id
+    def stage_run(stage: Stage, source_run: str | None = None) -> tuple[float | None, str | None]:
+        _, run = runs.start(plan(stage.name, cfg, source_run=source_run), splits, stage.method)
+        return stage.headline(runner.run_results(run)), run.id  # a stopped run's number too, as its row
 
-        try:
-            byol_runs: list[str] = []
+    byol_runs: list[str] = []
 
-            def byol_knn():  # its time is BYOL pretraining's
-                accuracy, run_id = stage_run(BYOL.name)
-                byol_runs.append(run_id)
-                return accuracy, run_id
+    def byol_knn() -> tuple[float | None, str | None]:  # its time is BYOL pretraining's
+        accuracy, run_id = stage_run(BYOL)
+        byol_runs.append(run_id)
+        return accuracy, run_id
 
-            timed(BYOL.method, byol_knn)
-            if not byol_runs:
-                raise RuntimeError("stopped before BYOL pretraining started")
-            for stage in (LINEAR, FINETUNE):
-                timed(stage.method, lambda stage=stage: stage_run(stage.name, byol_runs[0]))
-            timed(SCRATCH.method, lambda: stage_run(SCRATCH.name))
-            timed(KNN.method, lambda: stage_run(KNN.name))
-            timed(PIXEL_KNN, lambda: (pixel_knn_accuracy(splits, cfg), None))
-        except BaseException as exc:  # a crash or Ctrl-C twice: the experiment run says how it ended
-            exp_run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        result.wall_seconds = time.perf_counter() - t_start
-        stopped = stop_event is not None and stop_event.is_set()
-        exp_run.set_status("stopped" if stopped else "finished", results=result.to_dict(), finished=time.time())
-        if json_path is not None:
-            Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        return result
+    timed(BYOL.method, byol_knn)
+    if not byol_runs:
+        raise RuntimeError("stopped before BYOL pretraining started")
+    for stage in (LINEAR, FINETUNE):
+        timed(stage.method, lambda stage=stage: stage_run(stage, byol_runs[0]))
+    timed(SCRATCH.method, lambda: stage_run(SCRATCH))
+    timed(KNN.method, lambda: stage_run(KNN))
+    timed(PIXEL_KNN, lambda: (pixel_knn_accuracy(splits, cfg), None))
+    result.wall_seconds = time.perf_counter() - t_start
+    runs.finish()
+    return {**result.to_dict(), "_stopped": runs.stopped()}
+
+
+def run_experiment(cfg: ExperimentConfig, store: RunStore, *, callbacks: Sequence[Callback] = (),
+                   stage_callbacks: Sequence[Callback] = (), stop_event: threading.Event | None = None,
+                   json_path: str | Path | None = None) -> ExperimentResult:
+    """The experiment as a job in this thread: plan, run, and its table (:func:`~.common.run_study`)."""
+    return run_study(EXPERIMENT_KIND, cfg, store, {}, ExperimentResult.from_dict, callbacks=callbacks,
+                     stage_callbacks=stage_callbacks, stop_event=stop_event, json_path=json_path)
+
+
+EXPERIMENT = Stage(  # registered by the package (byol_core.studies)
+    name=EXPERIMENT_KIND,
+    title="Experiment (supervised from scratch vs BYOL fine-tuned, linear probe and kNN, on one split)",
+    method=EXPERIMENT_KIND, body=experiment_body, metric="", metric_name="", resumable=False,
+    exports_encoder=False, study=True,  # no headline: a table
+)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -26,15 +25,14 @@ from typing import Any
 
 from ..config import ConfigError, ExperimentConfig, with_overrides
 from ..data import load_data
-from ..lab import runner
+from ..events import ROW, Callback
 from ..lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from ..lab.plans import plan
 from ..lab.run_store import RunStore
 from ..lab.stages import Stage, StageContext
 from ..methods.floors import PIXEL_KNN, PIXEL_LOGISTIC, pixel_knn_accuracy, pixel_logistic_accuracy
-from ..methods.training import Callback
 from ..stats import Summary, summarize
-from .common import StudyRuns, check_fractions, check_known, check_seeds
+from .common import StudyRuns, check_fractions, check_known, check_seeds, run_study, write_json
 
 SWEEP_KIND = "sweep"  # the stage's name and its run's kind
 OPTIONS = ("label_fractions", "seeds")
@@ -134,10 +132,8 @@ class SweepResult:
 
     def write(self, json_path: str | Path) -> list[Path]:
         """The result as JSON at ``json_path`` and as CSV beside it (same name, ``.csv``); both paths."""
-        json_file = Path(json_path)
+        json_file = write_json(json_path, self.to_dict())
         csv_file = json_file.with_suffix(".csv")
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         csv_file.write_text(self.csv_text())
         return [json_file, csv_file]
 
@@ -202,7 +198,7 @@ class _Sweeper:
         row = self.result.row(method, fraction)
         row.labelled_images = labelled
         row.add(seed, value, run_id)
-        self.ctx.log({"kind": "row", "method": method, "label_fraction": fraction, "seed": seed,
+        self.ctx.log({"kind": ROW, "method": method, "label_fraction": fraction, "seed": seed,
                       "accuracy": value, "run_id": run_id})
 
     def seed(self, seed: int) -> None:
@@ -264,13 +260,9 @@ def run_sweep(cfg: ExperimentConfig, store: RunStore, label_fractions: Sequence[
     ``callbacks`` follow the sweep's progress (runs done), ``stage_callbacks`` every run it starts.
     ``json_path``: also write the result as JSON there and as CSV beside it (same path, ``.csv``).
     """
-    spec = plan(SWEEP_KIND, cfg, options={"label_fractions": list(label_fractions), "seeds": seeds})
-    run = runner.create(store, spec)
-    runner.execute(store, run, callbacks=callbacks, inner_callbacks=stage_callbacks, stop_event=stop_event)
-    result = SweepResult.from_dict(runner.run_results(run))
-    if json_path is not None:
-        result.write(json_path)
-    return result
+    return run_study(SWEEP_KIND, cfg, store, {"label_fractions": list(label_fractions), "seeds": seeds},
+                     SweepResult.from_dict, callbacks=callbacks, stage_callbacks=stage_callbacks,
+                     stop_event=stop_event, json_path=json_path)
 
 
 SWEEP = Stage(  # registered by the package (byol_core.studies)

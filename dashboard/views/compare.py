@@ -7,6 +7,8 @@ from collections import Counter
 import streamlit as st
 
 from byol_core import stats
+from byol_core.events import EPOCH
+from byol_core.lab import comparison
 from byol_core.lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from byol_core.lab.guards import chance_note
 from byol_core.lab.plans import plan
@@ -88,33 +90,28 @@ if not shown:
 
 # --------------------------------------------------------------------------- headline
 # Runs of one method at the same labels are seeds of one result: mean with its 95% interval, never the best.
-by_method: dict[str, dict[int, float]] = {}
-counted = []  # the runs behind the numbers: newest first, a repeated seed counts once, with its latest run
-for r in shown:
-    if r["seed"] not in by_method.setdefault(r["method"], {}):
-        by_method[r["method"]][r["seed"]] = r["accuracy"]
-        counted.append(r)
-summaries_by_method = {m: stats.summarize(list(v.values())) for m, v in by_method.items()}
+by_id = {s.id: s for s in summaries}
+methods = comparison.method_stats([by_id[r["run_id"]] for r in shown])  # the cards' and the bar chart's numbers
 
 
 def _headline(summary: stats.Summary) -> dict[str, str]:
     """A metric card's value (mean ± half-width, short enough for the card) and its full reading as help."""
     value = f"{100 * summary.mean:.1f}%" + (f" ± {100 * summary.half_width:.1f}" if summary.half_width else "")
     return {"value": value, "help": f"{stats.format_ci(summary)}; n = seeds (runs with the same settings)."}
-byol_methods = [s.method for s in (FINETUNE, LINEAR, BYOL) if s.method in summaries_by_method]
+
+
+byol_methods = [s.method for s in (FINETUNE, LINEAR, BYOL) if s.method in methods]
 cols = st.columns(4)
 if byol_methods:
-    top = max(byol_methods, key=lambda m: summaries_by_method[m].mean)
-    cols[0].metric(f"Best pretrained method ({top})", **_headline(summaries_by_method[top]))
+    top = max(byol_methods, key=lambda m: methods[m].summary.mean)
+    cols[0].metric(f"Best pretrained method ({top})", **_headline(methods[top].summary))
 for col, method in ((cols[1], SCRATCH.method), (cols[2], KNN.method)):
-    if method in summaries_by_method:
-        col.metric(method[0].upper() + method[1:], **_headline(summaries_by_method[method]))
+    if method in methods:
+        col.metric(method[0].upper() + method[1:], **_headline(methods[method].summary))
 cols[3].metric("Finished runs", len(shown))
-if byol_methods and SCRATCH.method in by_method:
-    a, b = by_method[top], by_method[SCRATCH.method]
-    seeds = sorted(set(a) & set(b))
-    if seeds:
-        diff = stats.compare([a[s] for s in seeds], [b[s] for s in seeds], a_name=top, b_name=SCRATCH.method)
+if byol_methods and SCRATCH.method in methods:
+    seeds, diff = methods[top].paired_with(methods[SCRATCH.method])
+    if diff is not None:
         box = st.success if diff.significant else st.info
         box(stats.format_difference(diff), icon=":material/balance:")
     else:
@@ -133,7 +130,7 @@ if at_chance:
                ". Add test images (or labels) before comparing these.", icon=":material/warning:")
 
 # --------------------------------------------------------------------------- table, chart, CSV
-st.plotly_chart(charts.accuracy_bar(counted), key="compare.bar", config={"displayModeBar": False})
+st.plotly_chart(charts.accuracy_bar(methods.values()), key="compare.bar", config={"displayModeBar": False})
 st.dataframe(
     [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
@@ -145,12 +142,11 @@ st.download_button("Download CSV", tables.rows_to_csv(shown), file_name=f"byol-c
 st.subheader("Accuracy per epoch")
 st.caption("Accuracy on the validation split after each epoch (kNN during pretraining, when its check was on): "
            "what training may look at. The bars above are the test set, scored once at the end.")
-by_id = {s.id: s for s in summaries}
 # Pretraining epochs (over every image) and supervised epochs (over the few labels) are not one axis.
 groups: dict[bool, list] = {True: [], False: []}
 for r in shown:
     summary = by_id[r["run_id"]]
-    xs, ys = tables.accuracy_curve(job_cards.events_of(store.get(summary.id)), summary.stage_info.curve_metric)
+    xs, ys = charts.series(job_cards.events_of(store.get(summary.id)), EPOCH, "epoch", summary.stage_info.curve_metric)
     if xs:
         groups[summary.stage_info.pretraining].append((r["label"], r["method"], xs, ys))
 columns = st.columns(2)

@@ -217,9 +217,9 @@ def test_set_predictions_follow_the_runs_knn_rule_and_are_cached(byol_run, monke
     accuracy = float((predicted == es.labels).mean())
     assert accuracy == pytest.approx(whole.accuracy, abs=0.15)  # 120 of the test images, the same encoder
 
-    import byol_core.analysis.error_analysis as errors_module
+    import byol_core.methods.evaluation as evaluation_module
 
-    monkeypatch.setattr(errors_module, "embed", _fail)
+    monkeypatch.setattr(evaluation_module, "embed", _fail)
     np.testing.assert_array_equal(set_predictions(store, es), predicted)  # from <runs>/_cache, no embedding
     assert len(list((store.root / "_cache").glob("predictions-*.npz"))) == 1
     monkeypatch.undo()

@@ -208,18 +208,16 @@ class _Upload:
         return self._data
 
 
-def test_uploads_are_capped_named_safely_and_cleaned_up(tmp_path, monkeypatch):
-    from dashboard import state
+def test_uploads_are_capped_named_safely_and_cleaned_up(tmp_path):
+    from byol_core.data import uploads
 
     long_name = "x" * 300 + ".PNG"
-    folder = state.save_uploads([_Upload(long_name, b"png-bytes")], root=str(tmp_path))
+    folder = uploads.save_uploads([_Upload(long_name, b"png-bytes")], root=str(tmp_path)).folder
     [saved] = list(folder.iterdir())
-    assert saved.suffix == ".png" and len(saved.name) <= state.MAX_NAME_CHARS + 4
-    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 10)
+    assert saved.suffix == ".png" and len(saved.name) <= uploads.MAX_NAME_CHARS + 4
     with pytest.raises(ValueError, match="uploads are limited to"):
-        state.save_uploads([_Upload("a.png", b"0123456789abc")], root=str(tmp_path))
-    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 2**20)
-    for i in range(state.KEEP_UPLOAD_FOLDERS + 3):
+        uploads.save_uploads([_Upload("a.png", b"0123456789abc")], root=str(tmp_path), max_bytes=10)
+    for i in range(uploads.KEEP_UPLOAD_FOLDERS + 3):
         time.sleep(0.01)
-        state.save_uploads([_Upload(f"{i}.png", bytes([i]))], root=str(tmp_path))
-    assert len(list((tmp_path / "uploads").iterdir())) == state.KEEP_UPLOAD_FOLDERS
+        uploads.save_uploads([_Upload(f"{i}.png", bytes([i]))], root=str(tmp_path), max_bytes=2**20)
+    assert len(list((tmp_path / "uploads").iterdir())) == uploads.KEEP_UPLOAD_FOLDERS

@@ -1,11 +1,10 @@
-"""What exactly each run was: names and notes, archive and delete, the augmentation line and run diffs.
+"""What exactly each run was: names and notes, archive and delete, the tables that carry them.
 
 Core first, then the Train page's run panel driven with AppTest (helpers from test_dashboard).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -14,8 +13,8 @@ from byol_core.cli import main
 from byol_core.config import ExperimentConfig, with_overrides
 from byol_core.lab.annotations import MAX_NAME_CHARS, Annotations, annotate, read_annotations
 from byol_core.lab.run_store import Run, RunBusyError, RunStore
-from byol_core.lab.summary import augmentation_summary, list_summaries, run_config_diff, summarize_run
-from byol_core.presets import byol_paper_augment, get_preset
+from byol_core.lab.summary import augmentation_summary, list_summaries, summarize_run
+from byol_core.presets import get_preset
 from dashboard import tables
 from tests.app_helpers import _app, _errors, _page
 
@@ -85,38 +84,7 @@ def test_delete_is_refused_while_the_run_trains_and_removes_the_folder_otherwise
         store.delete("../etc")
 
 
-# --------------------------------------------------------------------------- describing and comparing
-def test_augmentation_summary_names_each_view_and_follows_every_toggle():
-    paper = byol_paper_augment(32)
-    assert augmentation_summary(paper) == ("32 px · crop 0.08–1 · flip 0.5 · jitter 0.8 · gray 0.2 · blur 1/0.1 · "
-                                           "solarize 0/0.2")
-    no_flip = dataclasses.replace(paper, view1=dataclasses.replace(paper.view1, flip_p=0.0),
-                                  view2=dataclasses.replace(paper.view2, flip_p=0.0))
-    assert "no flip" in augmentation_summary(no_flip) and "flip 0.5" not in augmentation_summary(no_flip)
-    one_view = dataclasses.replace(paper, view2=dataclasses.replace(paper.view2, grayscale_p=0.0, crop_scale_min=0.5))
-    assert "gray 0.2/0" in augmentation_summary(one_view) and "crop 0.08–1/0.5–1" in augmentation_summary(one_view)
-    seen = {augmentation_summary(a) for a in (paper, no_flip, one_view, get_preset("digits-quick").augment)}
-    assert len(seen) == 4
-
-
-def test_run_config_diff_lists_exactly_the_fields_that_differ(store: RunStore):
-    base = get_preset("tiny")
-    a = summarize_run(_finished(store, base))
-    b = summarize_run(_finished(store, with_overrides(base, {"seed": 3, "byol.optim.lr": 0.003,
-                                                         "augment.view2.solarize_p": 0.0})))
-    changes = run_config_diff(a, b)
-    assert {c.field: (c.before, c.after) for c in changes} == {
-        "seed": (base.seed, 3), "byol.optim.lr": (base.byol.optim.lr, 0.003),
-        "augment.view2.solarize_p": (base.augment.view2.solarize_p, 0.0)}
-    assert run_config_diff(a, a) == []
-    probe = summarize_run(_finished(store, base, stage="linear"))
-    assert [c.field for c in run_config_diff(a, probe)] == ["stage"]  # same config, another stage
-    damaged = _finished(store)
-    damaged.config_path.write_text("{")
-    with pytest.raises(ValueError, match="has no readable config"):
-        run_config_diff(a, summarize_run(damaged))
-
-
+# --------------------------------------------------------------------------- tables
 def test_tables_and_csv_carry_name_seed_lr_views_and_what_ran(store: RunStore):
     run = _finished(store, with_overrides(get_preset("tiny"), {"seed": 7}))
     annotate(run, name="seven, the lucky one", note="first try")

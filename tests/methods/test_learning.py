@@ -8,9 +8,8 @@ import torch
 from byol_core.augment.views import BYOLAugment
 from byol_core.config import with_overrides
 from byol_core.data import DataError, load_data
+from byol_core.methods.byol import BYOL, pretrain_byol
 from byol_core.methods.evaluation import view_agreement
-from byol_core.methods.networks import BYOL
-from byol_core.methods.training import pretrain_byol
 from byol_core.presets import get_preset
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from byol_core.config import with_overrides
 from byol_core.data import load_data
 from byol_core.methods.evaluation import predict_accuracy
 from byol_core.methods.probe import PROBE_WEIGHT_DECAYS, HeadBank
-from byol_core.methods.training import train_supervised
+from byol_core.methods.supervised import train_supervised
 from byol_core.presets import get_preset
 
 

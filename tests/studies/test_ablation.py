@@ -57,12 +57,13 @@ def test_the_colour_ablation_gives_every_arm_its_seeds_and_intervals(tmp_path, s
 
 
 def test_an_ablation_that_fails_says_why(store, monkeypatch):
+    from byol_core.lab import runner
     from byol_core.studies import ablation
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ablation.runner, "start", broken)
+    monkeypatch.setattr(runner, "start", broken)  # every run the ablation starts
     with pytest.raises(RuntimeError, match="disk full"):
         ablation.run_ablation(get_preset("tiny"), store, seeds=1)
     (run,) = store.list()

@@ -15,8 +15,8 @@ import torch
 
 from ...data import load_data
 from ...lab.run_store import RunStore
-from ...methods.evaluation import knn_predict
-from ..error_analysis import training_bank
+from ...methods.evaluation import knn_predict, knn_vote
+from ..error_analysis import require_class_labels
 from .cache import CACHE_DIRNAME, CACHE_VERSION, content_key, file_lock, load_npz, save_npz
 from .scores import KNN_TEMPERATURE
 from .sets import EmbeddingSet, cache_key
@@ -65,8 +65,9 @@ def set_predictions(store: RunStore, es: EmbeddingSet, *, reference_run: str | N
         if cached is not None and len(cached["predicted"]) == len(es):
             return cached["predicted"].astype(np.int64, copy=False)
         encoder, cfg = encoder_from_source(store, es.source, reference_run)
-        bank, bank_labels = training_bank(encoder, load_data(cfg.data), cfg)
-        predicted = knn_predict_set(es, bank.numpy(), bank_labels.numpy(), k=cfg.eval.knn_k,
-                                    temperature=cfg.eval.knn_temperature)
+        splits = load_data(cfg.data)
+        require_class_labels(splits)
+        features = torch.from_numpy(np.asarray(es.features, dtype=np.float32))
+        predicted = knn_vote(encoder, splits, cfg, features).numpy().astype(np.int64)
         save_npz(path, predicted=predicted)
         return predicted

@@ -1,4 +1,6 @@
-"""BYOL pretraining and supervised training through the loop: metrics, EMA, stop and resume, modes."""
+"""Supervised training through the loop (scratch, fine-tune, linear probe): stop and resume, modes, learning.
+
+BYOL pretraining's own loop tests are in test_byol.py."""
 
 import threading
 
@@ -6,61 +8,12 @@ import pytest
 import torch
 
 from byol_core.config import with_overrides
-from byol_core.data import load_data
-from byol_core.methods import training
+from byol_core.methods import byol as byol_module
+from byol_core.methods import supervised
+from byol_core.methods.byol import pretrain_byol
 from byol_core.methods.loop import run_loop
-from byol_core.methods.training import pretrain_byol, train_supervised
-from byol_core.presets import get_preset
+from byol_core.methods.supervised import train_supervised
 from tests.helpers import assert_same_weights
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return get_preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def splits(cfg):
-    return load_data(cfg.data)
-
-
-def test_pretrain_emits_metrics_and_moves_the_target_by_ema(cfg, splits):
-    events = []
-    result = pretrain_byol(cfg, splits, callbacks=[events.append])
-    assert result.finished and result.step == result.total_steps == 8  # 256 images / 64 x 2 epochs
-    steps = [e for e in events if e["kind"] == "step"]
-    assert steps and all(0.0 <= e["loss"] <= 4.0 for e in steps)
-    assert {"lr", "tau", "img_per_s", "collapse_std", "collapse_reference"} <= steps[-1].keys()
-    assert steps[-1]["tau"] > steps[0]["tau"] >= cfg.byol.tau_base
-    assert [e["epoch"] for e in events if e["kind"] == "epoch"] == [1, 2]
-    model = result.model
-    online = [p.detach() for p in model.online_encoder.parameters()]
-    target = [p.detach() for p in model.target_encoder.parameters()]
-    # Both moved away from the shared initialisation, and they are no longer equal.
-    assert any(not torch.equal(o, t) for o, t in zip(online, target))
-
-
-def test_stop_then_resume_gives_the_same_weights_as_an_uninterrupted_run(cfg, splits):
-    cfg = with_overrides(cfg, {"runtime.log_every": 1})
-    full = pretrain_byol(cfg, splits)
-
-    stop = threading.Event()
-    saved = {}
-
-    def stop_after_three(event):
-        if event["kind"] == "step" and event["step"] == 3:
-            stop.set()
-
-    first = pretrain_byol(cfg, splits, callbacks=[stop_after_three], stop_event=stop,
-                          save_checkpoint=lambda state: saved.update(state=state))
-    assert first.stopped and first.step == 3 and saved["state"]["step"] == 3
-    resumed_events = []
-    second = pretrain_byol(cfg, splits, checkpoint=saved["state"], callbacks=[resumed_events.append])
-    assert second.finished and second.step == full.step
-    assert resumed_events[0]["kind"] == "start" and resumed_events[0]["step"] == 3
-    assert_same_weights(full.model, second.model)
-
-
 
 
 def test_supervised_stop_then_resume_matches_the_uninterrupted_run(cfg, splits):
@@ -82,7 +35,8 @@ def test_every_stage_runs_through_the_shared_loop(cfg, splits, monkeypatch):
         stages.append(stage.name)
         return run_loop(stage, **kw)
 
-    monkeypatch.setattr(training, "run_loop", spy)
+    monkeypatch.setattr(byol_module, "run_loop", spy)
+    monkeypatch.setattr(supervised, "run_loop", spy)
     cfg = with_overrides(cfg, {"byol.optim.epochs": 0.25, "supervised.optim.min_steps": 1,
                                "supervised.optim.epochs": 0.25, "supervised.linear_optim.epochs": 1})
     byol = pretrain_byol(cfg, splits)
@@ -105,16 +59,6 @@ def test_linear_probe_stops_without_checkpoints_and_keeps_its_classifier(cfg, sp
     assert result.model.head.out_features == splits.num_classes
 
 
-
-
-
-
-
-
-
-
-
-
 @pytest.mark.parametrize("mode", ["scratch", "linear"])
 def test_supervised_modes_learn_above_chance(cfg, splits, mode):
     cfg = with_overrides(cfg, {"supervised.optim.epochs": 8, "supervised.linear_optim.epochs": 30})
@@ -135,9 +79,3 @@ def test_finetune_starts_from_the_given_encoder(cfg, splits):
             torch.testing.assert_close(value, state[key], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="needs a BYOL encoder"):
         train_supervised(cfg, splits, "finetune")
-
-
-
-
-
-
