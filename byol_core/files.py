@@ -9,12 +9,17 @@ the rest.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+LOCK_POLL_S = 0.02  # how often a waiting process tries a busy lock again
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -31,6 +36,32 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created when missing) for the block: one holder at a time
+    across processes and threads alike (each call opens its own file), released by the OS if the holder dies.
+
+    A TimeoutError names the file when another holder keeps it longer than ``timeout`` seconds.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked by another process for {timeout:g} s; "
+                                       "try again in a moment.") from None
+                time.sleep(LOCK_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
