@@ -26,6 +26,7 @@ from .presets import PRESETS, get_preset
 from .studies.ablation import ABLATION, AblationResult
 from .studies.experiment import EXPERIMENT, ExperimentResult
 from .studies.sweep import SWEEP, SweepResult, parse_fractions
+from .text import printable
 
 USER_ERRORS = (ConfigError, DataError, TrainingError, FileNotFoundError, ValueError)
 SUPERVISED_STAGES = (SCRATCH.name, FINETUNE.name, LINEAR.name)
@@ -49,13 +50,13 @@ class ProgressBars:
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             if event.get("kind") in MESSAGE_KINDS:  # what a person must know is said even without bars
-                print(f"note: {event.get('message')}", file=sys.stderr)
+                print(f"note: {printable(event.get('message'))}", file=sys.stderr)
             return
         from tqdm.auto import tqdm
 
         kind = event.get("kind")
         if kind in MESSAGE_KINDS:
-            tqdm.write(f"note: {event.get('message')}", file=sys.stderr)
+            tqdm.write(f"note: {printable(event.get('message'))}", file=sys.stderr)
         elif kind == START:
             self.close()
             self.bar = tqdm(total=event["total_steps"], initial=event["step"], desc=event.get("stage", ""),
@@ -187,14 +188,14 @@ def _print_results(store: RunStore, run_id: str) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"== {message}", file=sys.stderr)
+    print(f"== {printable(message)}", file=sys.stderr)
 
 
 def _say_study_progress(event: dict[str, Any]) -> None:
     if event.get("kind") == STEP and event.get("doing"):
         _say(f"[{event['step']}/{event['total_steps']} runs done] {event['doing']}")
     elif event.get("kind") in MESSAGE_KINDS:  # e.g. image files the study's data could not read
-        print(f"note: {event.get('message')}", file=sys.stderr)
+        print(f"note: {printable(event.get('message'))}", file=sys.stderr)
 
 
 # Commands that run under torchrun (one process per GPU); the others are refused there.
@@ -218,8 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except USER_ERRORS as exc:
-        if world.is_main:  # every rank meets the same error; one says it
-            print(f"error: {exc}", file=sys.stderr)
+        if world.is_main:  # every rank meets the same error; one says it (on one line, escapes shown, not obeyed)
+            print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()
@@ -236,7 +237,8 @@ def _change_run(store: RunStore, args: argparse.Namespace) -> int:
     field = {"rename": "name", "note": "note"}.get(args.action, "archived")
     value = args.action == "archive" if field == "archived" else args.text
     annotate(store.get(args.run_id), **{field: value})
-    print(f"run {args.run_id}: {args.action}d" if field == "archived" else f"run {args.run_id}: {field} = {value!r}")
+    print(printable(f"run {args.run_id}: {args.action}d" if field == "archived" else
+                    f"run {args.run_id}: {field} = {value!r}"))
     return 0
 
 
@@ -252,7 +254,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             name = f"  \"{summary.display_name}\"" if summary.display_name else ""
             flags = "  [archived]" if summary.archived else ""
             note = f"  damaged: {summary.damaged}" if summary.damaged else ""
-            print(f"{summary.id:<56} {summary.state:<12}{acc}{name}{flags}{note}")
+            # Names, notes and reasons are text people (or damaged files) wrote: escapes are shown, never obeyed.
+            print(printable(f"{summary.id:<56} {summary.state:<12}{acc}{name}{flags}{note}"))
         return 0
     if args.command == "export":
         path = write_bundle(store, args.run_id, args.out)

@@ -8,7 +8,9 @@ generates, so a range is written once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -19,9 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .text import clipped as _shown
+from .text import json_nesting, parse_json
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
+
+
+MAX_SEED = 2**32 - 1  # what every seeded generator takes (numpy's legacy seeding is the narrowest; torch's is 2**64)
+MAX_THREADS = 1024  # far above this torch's CPU thread pools fail to start ("could not create a primitive")
+DEVICES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # what device.resolve_device and the training code support
+MAX_CONFIG_BYTES, MAX_NESTING = 2**20, 16  # the largest and deepest JSON read as a config
 
 
 def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -37,16 +48,15 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{name} = {value!r} is not allowed; choose one of {list(choices)}.")
+        raise ConfigError(f"{name} = {_shown(value)} is not allowed; choose one of {list(choices)}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     lo, hi = meta.get("min"), meta.get("max")
-    if math.isnan(value):
+    if isinstance(value, float) and math.isnan(value):
         raise ConfigError(f"{name} = nan is not a number; allowed range is [{lo}, {hi}].")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
-        raise ConfigError(f"{name} = {value!r} is out of range; allowed range is [{lo_s}, {hi_s}].")
+        lo_s, hi_s = ("-inf" if lo is None else lo), ("inf" if hi is None else hi)
+        raise ConfigError(f"{name} = {_shown(value)} is out of range; allowed range is [{lo_s}, {hi_s}].")
 
 
 class _Validated:
@@ -79,39 +89,30 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return value
         if isinstance(value, dict):
             return from_dict(hint, value, prefix=name)
-        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {value!r}.")
+        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {_shown(value)}.")
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{name} must be true or false, got {value!r}.")
+        raise ConfigError(f"{name} must be true or false, got {_shown(value)}.")
     if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}.")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+        whole = int(value) if isinstance(value, float) and value.is_integer() else value
         if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be a whole number, got {value!r}.")
+            with contextlib.suppress(ValueError):  # too many digits is a ValueError too
+                whole = int(value)
+        if isinstance(whole, int) and not isinstance(whole, bool):
+            return whole
+        raise ConfigError(f"{name} must be a whole number, got {_shown(value)}.")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        if not isinstance(value, bool):
+            with contextlib.suppress(ValueError, TypeError, OverflowError):  # e.g. None, "fast", 10**400
                 return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be a number, got {value!r}.")
+        raise ConfigError(f"{name} must be a number, got {_shown(value)}.")
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{name} must be text, got {value!r}.")
+        raise ConfigError(f"{name} must be text, got {_shown(value)}.")
     return value
 
 
@@ -137,7 +138,7 @@ class DataConfig(_Validated):
     max_train_images: int | None = _f(None, "Cap on training images (None: all).", min=1)
     max_test_images: int | None = _f(None, "Cap on test images (None: all).", min=1)
     max_unlabeled_images: int | None = _f(None, "Cap on extra unlabeled images (STL10).", min=0)
-    split_seed: int = _f(0, "Seed of the train/test split, validation split and label subset.", min=0)
+    split_seed: int = _f(0, "Seed of the train/test split, validation split and label subset.", min=0, max=MAX_SEED)
 
     def _check(self) -> None:
         if self.name == "folder" and not self.folder:
@@ -280,15 +281,20 @@ class RuntimeConfig(_Validated):
     compile: bool = _f(False, "torch.compile the networks.")
     log_every: int = _f(10, "Read metrics from the device every N steps.", min=1)
     checkpoint_every_epochs: int = _f(1, "Save a checkpoint every N epochs.", min=1)
-    num_threads: int | None = _f(None, "CPU threads for torch (None: torch's default).", min=1)
+    num_threads: int | None = _f(None, "CPU threads for torch (None: torch's default).", min=1, max=MAX_THREADS)
     sync_batchnorm_backbone: bool = _f(False, "Under torchrun on GPUs, BatchNorm in the backbone too uses the "
                                               "statistics of the global batch (the heads always do); slower.")
+
+    def _check(self) -> None:
+        if not DEVICES.fullmatch(self.device):
+            raise ConfigError(f"RuntimeConfig.device = {_shown(self.device)} is not a device; use 'auto', 'cpu', "
+                              "'cuda', 'cuda:<n>' (the GPU numbered n) or 'mps'.")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig(_Validated):
     name: str = _f("run", "Name shown for the run.")
-    seed: int = _f(0, "Random seed of training.", min=0)
+    seed: int = _f(0, "Random seed of training.", min=0, max=MAX_SEED)
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data set and splits."})
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "BYOL's two views."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Backbone, projector and predictor."})
@@ -312,7 +318,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str | None = None) -> Any
     """Build ``cls`` from plain data, rejecting unknown keys by name."""
     prefix = prefix or cls.__name__
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix} must be an object, got {data!r}.")
+        raise ConfigError(f"{prefix} must be an object, got {_shown(data)}.")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -324,12 +330,12 @@ def to_json(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
 
+# A config file is a few KB, four levels deep; far more is not a config (and deep enough JSON breaks the parser).
+_parse_json = functools.partial(parse_json, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_NESTING, error=ConfigError)
+
+
 def from_json(text: str, cls: type = ExperimentConfig) -> Any:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config is not valid JSON: {exc}") from exc
-    return from_dict(cls, data)
+    return from_dict(cls, _parse_json(text, "config"))
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
@@ -344,12 +350,16 @@ def load_config(path: str | Path, cls: type = ExperimentConfig,
     can say so instead of filling them silently.
     """
     p = Path(path)
+    what = f"config file {str(p)!r}"
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist.")
+        raise ConfigError(f"{what} {'is not a file' if p.exists() else 'does not exist'}.")
     try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid JSON: {exc}") from exc
+        size = p.stat().st_size
+        with open(p, "rb") as fh:  # a file larger than a config may be is refused from its size, unread
+            text = "" if size > MAX_CONFIG_BYTES else fh.read(MAX_CONFIG_BYTES + 1).decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} cannot be read as JSON text: {exc}") from exc
+    data = _parse_json(text, what, size=size)
     if isinstance(data, dict) and isinstance(data.get("config"), dict) and "kind" in data:
         data = data["config"]  # a run folder's record: kind, options and the config itself
     cfg = from_dict(cls, data)
@@ -392,7 +402,7 @@ def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(node)}.")
-        node[parts[-1]] = _parse_value(raw)
+        node[parts[-1]] = _parse_value(raw, key)
     try:
         return from_dict(type(cfg), data)
     except ConfigError as exc:
@@ -402,14 +412,16 @@ def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
         raise ConfigError(f"--set {culprit}={overrides[culprit]}: {exc}") from exc
 
 
-def _parse_value(raw: Any) -> Any:
+def _parse_value(raw: Any, key: str = "") -> Any:
     if not isinstance(raw, str):
         return raw
     if raw.lower() in ("none", "null"):
         return None
+    if json_nesting(raw) > MAX_NESTING:
+        raise ConfigError(f"--set {key}={_shown(raw, 20)}: the value is nested more than {MAX_NESTING} levels deep.")
     try:
         return json.loads(raw)
-    except json.JSONDecodeError:
+    except ValueError:  # plain text (or a number with more digits than Python converts): the field's type decides
         return raw
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -143,9 +144,10 @@ def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]])
     """Accuracy against epoch, one line per run: (label, method, epochs, accuracies)."""
     fig = go.Figure()
     for i, (label, method, xs, ys) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label,
+        # A label carries a run's name: escaped, so plotly shows its tags (<a>, <b>) as text.
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=html.escape(label),
                                  line={"color": METHOD_COLOURS.get(method, PALETTE[i % len(PALETTE)])},
-                                 hovertemplate="epoch %{x}<br>%{y:.2%}<extra>" + label + "</extra>"))
+                                 hovertemplate="epoch %{x}<br>%{y:.2%}<extra>%{fullData.name}</extra>"))
     fig.update_layout(xaxis={"title": "epoch"}, yaxis={"title": "accuracy", "tickformat": ".0%", "range": [0, 1]},
                       template="plotly_white", height=380, margin={"l": 40, "r": 20, "t": 20, "b": 40},
                       legend={"orientation": "h", "y": -0.25})

@@ -39,6 +39,7 @@ from byol_core.analysis.embeddings import (
 from byol_core.config import DataConfig
 from byol_core.lab.run_store import RunStore
 from byol_core.lab.summary import RunSummary
+from byol_core.text import markdown_text
 from dashboard import charts, images, selection, state
 
 NEIGHBOURS = 8
@@ -60,7 +61,7 @@ class EncoderPlot:
     """One encoder's embedding of the test images, with what its plot needs."""
 
     source: str                  # a run id, or RANDOM_INIT
-    label: str                   # its name on the page
+    label: str                   # its name on the page, as plain text (Markdown gets markdown_text(label))
     short: str                   # its column-sized name: "random init" or the run's method
     es: EmbeddingSet
     cache_path: str              # byol_core's cache path of the set: the key of every result cached from it
@@ -121,10 +122,11 @@ def prepare(store: RunStore, projections: KeyedFutures, source: str, runs: Mappi
     ``umap``: start the UMAP layout in the background (``projections``); ``score``: kNN-score every row.
     """
     label = encoder_label(source, runs)
+    shown = markdown_text(label)  # a run's name is text a person wrote: no Markdown in it comes alive
     ref = reference if source == RANDOM_INIT else None
-    with state.user_errors(f"{label}: "):
+    with state.user_errors(f"{shown}: "):
         path = str(embedding_cache_path(store, source, reference_run=ref, max_points=max_points))
-        with st.spinner(f"Embedding test images with {label}…"):
+        with st.spinner(f"Embedding test images with {shown}…"):
             es = _embedding(path, str(store.root), source, ref, max_points)
         cfg = reference_config(store, reference) if source == RANDOM_INIT else runs[source].config
         layout = None
@@ -140,8 +142,9 @@ def prepare(store: RunStore, projections: KeyedFutures, source: str, runs: Mappi
 
 def _right(store: RunStore, label: str, path: str, ref: str | None, es: EmbeddingSet) -> np.ndarray | None:
     """Whether each row's kNN prediction is its class; None (and an error shown) when it cannot be scored."""
-    with (state.user_errors(f"{label}: cannot colour by correct / incorrect: "),
-          st.spinner(f"kNN-scoring the test images under {label} (embeds the labelled training images once)…")):
+    shown = markdown_text(label)
+    with (state.user_errors(f"{shown}: cannot colour by correct / incorrect: "),
+          st.spinner(f"kNN-scoring the test images under {shown} (embeds the labelled training images once)…")):
         return _predicted(path, str(store.root), ref, es) == es.labels
     return None
 
@@ -211,7 +214,7 @@ def show_column(plot: EncoderPlot, side: str, *, layout: str, dragmode: str) -> 
     """An encoder's scores, its scatter plot (``layout``: the chosen "UMAP" or "PCA"; ``dragmode``: plotly's
     for the mouse mode), and under it the selection's placement or the clicked image's neighbours."""
     es = plot.es
-    st.markdown(f"**{plot.label}**")
+    st.markdown(f"**{markdown_text(plot.label)}**")
     _metrics(plot)
     xy, note = _layout(plot)
     pick = st.session_state.get(PICK_KEY)
@@ -253,14 +256,16 @@ def show_neighbours(plot: EncoderPlot, selected: int, neighbours: np.ndarray, ot
     big = images.thumbnails(plot.test_images([selected]), SELECTED_PX)[0]
     small = images.thumbnails(plot.test_images(neighbours), THUMB_PX)
     same = len(neighbours) - len(others)
-    st.markdown(f"Selected: class **{plot.class_name(selected)}** · {same}/{len(neighbours)} nearest neighbours "
+    name = markdown_text(plot.class_name(selected))  # class names are folder names a person chose
+    st.markdown(f"Selected: class **{name}** · {same}/{len(neighbours)} nearest neighbours "
                 "share its class" + (f" · :red[{len(others)} of another class (≠, framed red; red diamonds on the "
                                      "plot)]" if others else ""))
     left, right = st.columns([1, 4], vertical_alignment="top")
-    left.image(big, caption=f"selected: {plot.class_name(selected)}", width=SELECTED_PX)
+    left.image(big, caption=f"selected: {name}", width=SELECTED_PX)
     right.image([images.framed(t, OTHER_CLASS_RED) if r in others else t
                  for t, r in zip(small, neighbours, strict=True)],
-                caption=[("≠ " if r in others else "") + plot.class_name(r) for r in neighbours], width=THUMB_PX)
+                caption=[("≠ " if r in others else "") + markdown_text(plot.class_name(r)) for r in neighbours],
+                width=THUMB_PX)
 
 
 # ---------------------------------------------------------------------------- a box or lasso selection
@@ -301,7 +306,8 @@ def show_selection(chosen: Sequence[tuple[EncoderPlot, list[int]]]) -> None:
                 thumbs = [t if first_right[r] else images.framed(t, OTHER_CLASS_RED)
                           for t, r in zip(thumbs, group, strict=True)]
             count = f"{len(group)} of {counts[c]} shown" if len(group) < counts[c] else f"{counts[c]} images"
-            st.image(images.grid(thumbs, per_row=GRID_COLUMNS), caption=f"{plot.class_name(group[0])} · {count}")
+            st.image(images.grid(thumbs, per_row=GRID_COLUMNS),
+                     caption=f"{markdown_text(plot.class_name(group[0]))} · {count}")
 
 
 # ---------------------------------------------------------------------------- the plots together

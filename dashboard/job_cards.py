@@ -17,7 +17,8 @@ from byol_core.lab.guards import chance_note
 from byol_core.lab.jobs import Job, JobManager
 from byol_core.lab.run_store import Run, RunStore
 from byol_core.lab.stages import get_stage
-from byol_core.lab.summary import RunSummary
+from byol_core.lab.summary import RunSummary, checked_event
+from byol_core.text import markdown_text
 from dashboard import charts, state, tables
 
 PROGRESS_SECONDS = 5.0
@@ -27,7 +28,7 @@ BADGES = {"running": ":blue-badge[running]", "queued": ":gray-badge[queued]", "f
 
 
 def events_of(run: Run) -> list[dict]:
-    """A run's metric events, parsed again only when metrics.jsonl has grown since the last read."""
+    """A run's metric events (their usable fields), parsed again only when metrics.jsonl has grown since the last read."""
     try:
         size = os.path.getsize(run.metrics_path)
     except OSError:
@@ -37,7 +38,7 @@ def events_of(run: Run) -> list[dict]:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _events_at(run_path: str, size: int) -> list[dict]:
-    return Run(run_path).read_metrics()
+    return [checked_event(e) for e in Run(run_path).read_metrics()]  # a damaged field never reaches a chart
 
 
 def draw_training_charts(run: Run, stage_name: str, key: str) -> bool:
@@ -54,7 +55,11 @@ def job_status(manager: JobManager, job: Job) -> None:
     p = job.progress()
     stage = get_stage(job.stage)
     head, buttons = st.columns([4, 1], vertical_alignment="center")
-    head.markdown(f"**{job.label}** · {BADGES.get(job.state, job.state)} · `{job.id}`")
+    # The label may be a run's name, which a person wrote: shown as text.
+    head.markdown(f"**{markdown_text(job.label)}** · {BADGES.get(job.state, job.state)} · `{job.id}`")
+    if job.elsewhere:
+        st.caption("Started by another dashboard or command on this runs folder; Stop asks it to stop (with a "
+                   "checkpoint) through the run's folder.")
     if job.active:
         if buttons.button("Stop", key=f"stop.{job.id}", icon=":material/stop:",
                           help="Saves a checkpoint; the run can be resumed." if stage.resumable else
@@ -67,7 +72,8 @@ def job_status(manager: JobManager, job: Job) -> None:
             manager.resume(job.id)
             st.rerun()
     if job.state == "queued":
-        st.caption(f"Queued: waits for a free slot (at most {manager.max_concurrent} job(s) at once).")
+        st.caption(f"Queued: waits for a free slot (at most {manager.max_concurrent} job(s) at once on this "
+                   "runs folder, counting every dashboard's and command's).")
         return
     if job.state == "failed":
         st.error(job.error or "The job failed.", icon=":material/error:")
@@ -107,8 +113,9 @@ def job_charts(job: Job) -> None:
 
 
 def live_jobs(manager: JobManager, recent: int) -> None:
-    """Cards for running jobs (refreshing) and the ``recent`` jobs of this process that ended."""
-    live = [j for j in manager.jobs() if j.active]
+    """Cards for the runs folder's queued and running jobs, whoever started them (refreshing), and the ``recent``
+    jobs of this process that ended."""
+    live = manager.active_jobs()
     for job in live:
         # Two fragments per running job: the cheap progress line refreshes often, the charts less so.
         with st.container(border=True):
@@ -139,8 +146,8 @@ def _live_charts(manager: JobManager, job_id: str) -> None:
 
 @st.fragment(run_every=PROGRESS_SECONDS)
 def _watch_for_new_jobs(manager: JobManager, shown: frozenset[str]) -> None:
-    """Jobs started meanwhile (another tab, a queued one) get their card on a full redraw."""
-    if {j.id for j in manager.jobs() if j.active} - shown:
+    """Jobs started meanwhile (another tab, another dashboard, a queued one) get their card on a full redraw."""
+    if {j.id for j in manager.active_jobs()} - shown:
         st.rerun(scope="app")
 
 

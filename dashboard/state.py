@@ -83,7 +83,11 @@ def _manager(root: str, max_concurrent: int, threads: int | None) -> JobManager:
 
 
 def get_manager() -> JobManager:
-    """The process's JobManager (one per runs folder and job limit)."""
+    """The process's JobManager (one per runs folder and job limit).
+
+    The limit and the duplicate-job rule hold for the runs folder, across every dashboard and command on it: the
+    manager reads both from the folder (:mod:`byol_core.lab.active_runs`), and lists the others' jobs too.
+    """
     return _manager(runs_dir(), max_jobs(), worker_threads())
 
 

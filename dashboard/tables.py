@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from byol_core.lab.summary import RunSummary
+from byol_core.text import csv_cell
 
 # New columns go after the first three, which readers of older exports rely on.
 CSV_COLUMNS = ("method", "accuracy", "metric", "name", "dataset", "label_fraction", "seed", "lr", "augmentation",
@@ -52,11 +53,13 @@ def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The Compare CSV; every text cell through :func:`~byol_core.text.csv_cell`, so no name or note runs as a
+    spreadsheet formula."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow(r)
+        writer.writerow({k: csv_cell(v) for k, v in r.items()})
     return buf.getvalue()
 
 

@@ -96,3 +96,68 @@ def test_schema_exposes_ranges_for_ui():
 
 def test_config_text_is_stable():
     assert to_json(ExperimentConfig()) == to_json(from_json(to_json(ExperimentConfig())))
+
+
+def test_seeds_stay_within_what_torch_and_numpy_accept():
+    import numpy as np
+    import torch
+
+    from byol_core.config import MAX_SEED, DataConfig
+
+    top = ExperimentConfig(seed=MAX_SEED, data=DataConfig(split_seed=MAX_SEED))
+    torch.manual_seed(top.seed)
+    np.random.seed(top.seed)  # the strictest: numpy's legacy seeding takes 0 .. 2**32 - 1
+    np.random.default_rng([top.data.split_seed, 1])
+    for cls, field in ((ExperimentConfig, "seed"), (DataConfig, "split_seed")):
+        with pytest.raises(ConfigError, match=rf"{field} = 18446744073709551616 is out of range"):
+            cls(**{field: 2**64})
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_devices_the_code_supports_are_accepted(device):
+    from byol_core.config import RuntimeConfig
+
+    assert RuntimeConfig(device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cuda:", "cuda:-1", "cuda:x", "CPU", "", "cpu:0 "])
+def test_other_devices_are_refused_naming_the_field(device):
+    from byol_core.config import RuntimeConfig
+
+    with pytest.raises(ConfigError, match=r"RuntimeConfig\.device = .* is not a device"):
+        RuntimeConfig(device=device)
+
+
+def test_thread_counts_are_capped():
+    from byol_core.config import MAX_THREADS, RuntimeConfig
+
+    assert RuntimeConfig(num_threads=MAX_THREADS).num_threads == MAX_THREADS
+    with pytest.raises(ConfigError, match=r"num_threads = 100000 is out of range; allowed range is \[1, 1024\]"):
+        RuntimeConfig(num_threads=100_000)
+
+
+def test_config_files_too_large_or_too_deep_are_refused_before_parsing(tmp_path, monkeypatch):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:
+        fh.truncate(100 * 2**20)
+    monkeypatch.setattr(json, "loads", lambda *a, **k: pytest.fail("a too-large file was parsed"))
+    with pytest.raises(ConfigError, match=r"big.json.* is too large \(100.0 MB; at most 1 MB is read\)"):
+        load_config(big)
+    monkeypatch.undo()
+    deep = tmp_path / "deep.json"
+    for text in ("[" * 100_000 + "]" * 100_000, '{"name": ' + '{"a": ' * 50 + "1" + "}" * 51):
+        deep.write_text(text)
+        with pytest.raises(ConfigError, match=r"nested more than 16 levels deep"):
+            load_config(deep)
+        with pytest.raises(ConfigError, match=r"nested more than 16 levels deep"):
+            from_json(text)
+    with pytest.raises(ConfigError, match=r"--set name='\[\[\[.*nested more than 16 levels deep"):
+        with_overrides(ExperimentConfig(), {"name": "[" * 100_000 + "]" * 100_000})
+    # Brackets inside strings are text, not nesting.
+    assert from_json(json.dumps({"name": "[" * 100})).name == "[" * 100
+    fifo = tmp_path / "fifo.json"
+    import os
+
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_config(fifo)

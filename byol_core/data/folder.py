@@ -1,8 +1,11 @@
 """Image folders as a data set: one subfolder per class, or a flat folder of unlabelled images.
 
 Files are centre-cropped square and resized to ``data.folder_image_size``; unreadable ones are
-skipped and listed (with the reason) in ``DataSplits.skipped_files``. Decoded folders are cached
-on disk beside the data so a new process does not decode them again.
+skipped and listed (with the reason) in ``DataSplits.skipped_files``, and so are images over
+:data:`MAX_IMAGE_PIXELS`: a few kB of PNG can declare 13000×13000 pixels (half a gigabyte decoded), so
+the size is read from the header before anything is decoded. JPEGs are decoded reduced (PIL's ``draft``,
+1/2 to 1/8 scale, still at least the target size), so only what is decoded counts. Decoded folders are
+cached on disk beside the data so a new process does not decode them again.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ import torch
 
 from ..config import DataConfig
 from ..files import atomic_torch_save
+from ..text import clipped
 from .types import DataError, ImageSet, Progress, Source, as_image_set
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+MAX_IMAGE_PIXELS = 40_000_000  # per image, as decoded (120 MB as RGB): a big photo fits, a decompression bomb not
+LARGEST_SIDE = 1024  # data.folder_image_size's maximum: JPEGs are checked at the draft scale this side allows
 ENTRIES_PER_IMAGE = 20  # a listing gives up after this many directory entries per allowed image
 
 
@@ -41,11 +47,73 @@ class _Listing:
 
 def _folder_path(cfg: DataConfig) -> Path:
     folder = Path(os.path.expanduser(cfg.folder or "")).absolute()
+    if _system_folder(folder) is not None:  # never walk /proc and the like, whoever asks (a page, a job)
+        check_folder(cfg)
     if not folder.is_dir():
         what = "is not a directory" if folder.exists() else "does not exist"
         raise DataError(f"image folder {str(folder)!r} {what}. Set data.folder to a directory of "
                         f"images (optionally one subfolder per class).")
     return folder
+
+
+SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))  # what the kernel shows as files: never images
+
+
+def _system_folder(path: Path) -> Path | None:
+    """The system folder (:data:`SYSTEM_FOLDERS`) that ``path`` is, or is inside of once links are followed."""
+    real = path.resolve()
+    return next((s for s in SYSTEM_FOLDERS if real == s or s in real.parents), None)
+
+
+def _has_image(folder: Path, budget: int) -> bool:
+    """Whether ``folder`` holds an image file outside hidden folders, looking at up to ``budget`` entries.
+
+    True too when the budget runs out first: the loader then says what is wrong with so large a folder.
+    """
+    for root, dirs, files in os.walk(folder, followlinks=True):  # unreadable subfolders are passed over
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not  # nor links into /proc and the like
+                   (os.path.islink(os.path.join(root, d)) and _system_folder(Path(root, d)))]
+        if any(Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".") and
+               os.path.isfile(os.path.join(root, f)) for f in files):
+            return True
+        budget -= len(dirs) + len(files)
+        if budget <= 0:
+            return True
+    return False
+
+
+def folder_problem(data: DataConfig) -> str | None:
+    """Why ``data``'s image folder cannot serve (one line naming data.folder and what to do); None when it can,
+    or when ``data`` is no image folder."""
+    if data.name != "folder":
+        return None
+    folder = Path(os.path.expanduser(data.folder or "")).absolute()
+    head = f"data.folder = {clipped(data.folder, 200)}"
+    try:
+        system = _system_folder(folder)
+        if system is not None:
+            return (f"{head} is inside {system}, a system folder of the operating system, not images; set "
+                    "data.folder to a folder of your images.")
+        if not folder.is_dir():
+            what = "is not a directory" if folder.exists() else "does not exist"
+            return f"{head} {what}; set data.folder to a folder of images (optionally one subfolder per class)."
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return f"{head} cannot be read (no permission); give this user read access, or copy the images elsewhere."
+        if not _has_image(folder, ENTRIES_PER_IMAGE * data.max_folder_images):
+            return (f"{head} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put images in it, or one "
+                    "subfolder of images per class.")
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop
+        why = getattr(exc, "strerror", None) or exc
+        return f"{head} cannot be looked at ({why}); set data.folder to a folder of images."
+    return None
+
+
+def check_folder(data: DataConfig) -> None:
+    """A DataError when ``data``'s image folder cannot serve (:func:`folder_problem`); called before a run folder
+    is made, so a wrong folder never leaves a failed run behind."""
+    problem = folder_problem(data)
+    if problem:
+        raise DataError(problem)
 
 
 def _is_image(path: Path) -> bool:
@@ -103,12 +171,46 @@ def _list_folder(folder: Path, max_images: int) -> _Listing:
     return _Listing(classes=[name for name, _ in per_class], files=files, ignored=ignored)
 
 
+class ImageTooLargeError(ValueError):
+    """An image would decode to more than :data:`MAX_IMAGE_PIXELS` pixels; the message says its size."""
+
+
+def _checked_draft(img, size: int) -> None:
+    """Ask for the smallest decode that is still >= ``size`` (JPEG only), then refuse it when still too large."""
+    img.draft("RGB", (size, size))
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(f"{width}×{height} pixels ({width * height / 1e6:.0f} MP), over the limit of "
+                                 f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP per image, so not decoded (an image bomb, or a "
+                                 f"scan far larger than training needs); shrink it below the limit to use it")
+
+
+def oversize_reason(path: Path, size: int = LARGEST_SIDE) -> str | None:
+    """Why ``path`` would decode to too many pixels at target side ``size``, from its header alone; else None.
+
+    Files PIL cannot open are not judged here: the folder loader skips them with their own reason.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            _checked_draft(img, size)
+    except ImageTooLargeError as exc:
+        return str(exc)
+    except Image.DecompressionBombError as exc:  # PIL's own cap (2 × its MAX_IMAGE_PIXELS) met on opening
+        return f"{exc} (over the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} MP per image, so not decoded)"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    return None
+
+
 def _decode(path: Path, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
-        # For JPEGs, decoding at a reduced scale (still >= size) is much faster for big photos.
-        img.draft("RGB", (size, size))
+        # Only the header is read so far: the size is checked before any pixel is decoded. For JPEGs the
+        # draft also decodes at a reduced scale (still >= size), much faster for big photos.
+        _checked_draft(img, size)
         img = img.convert("RGB")
         img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
@@ -117,6 +219,8 @@ def _decode(path: Path, size: int) -> np.ndarray:
 def _decode_or_reason(path: Path, size: int) -> np.ndarray | str:
     try:
         return _decode(path, size)
+    except ImageTooLargeError as exc:
+        return f"{path}: {exc}"
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files; none is fatal
         return f"{path}: {type(exc).__name__}: {exc}"
 

@@ -8,19 +8,25 @@ Three shapes of upload, one layout: ``<root>/uploads/<digest>/<class>/<file>`` (
 - :func:`extract_class_zip`: a zip of class folders (one wrapping folder is unwrapped).
 
 The folder is named by the content, written under a temporary name and renamed into place, so the same
-upload is written once and a half-written one is never read. Every upload is capped (files and bytes);
-names are made safe (nothing from an upload ever decides a path outside its folder); only the newest
-few uploads are kept on disk.
+upload is written once and a half-written one is never read. Every upload is capped (files, bytes, a
+zip's entries, counted from its central directory before any entry is read, and each image's pixels,
+read from its header: larger images are left out and listed); names are made safe (nothing from an
+upload ever decides a path outside its folder) and short enough in UTF-8 bytes for any file system.
+
+Nothing here removes a complete upload on its own: only the lab knows which runs use one
+(:mod:`byol_core.lab.uploads_in_use` keeps those, and removes the others on request). :func:`list_uploads`,
+:func:`uploads_lock` and :func:`remove_upload` are what it works with.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
 import shutil
-import time
+import struct
 import uuid
 import zipfile
 import zlib
@@ -29,20 +35,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from .folder import IMAGE_EXTENSIONS
+from ..files import atomic_write_json
+from .folder import IMAGE_EXTENSIONS, oversize_reason
+from .upload_store import (
+    KEEP_UNUSED_UPLOADS,
+    MANIFEST,
+    StoredUpload,
+    UploadError,
+    list_uploads,
+    read_manifest,
+    remove_stale_partials,
+    remove_upload,
+    uploads_dir,
+    uploads_lock,
+)
+
+__all__ = ["IMAGE_TYPES", "KEEP_UNUSED_UPLOADS", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_FILES", "MAX_ZIP_ENTRIES",
+           "SavedUpload", "StoredUpload", "UploadError", "extract_class_zip", "list_uploads", "remove_upload",
+           "safe_class_name", "safe_file_name", "save_class_uploads", "save_uploads", "uploads_dir", "uploads_lock",
+           "zip_entry_count"]
 
 MAX_UPLOAD_BYTES = 200 * 2**20   # per upload: a few thousand photos; more belongs in a folder on disk
 MAX_UPLOAD_FILES = 20_000        # as data.max_folder_images: the loader would refuse more anyway
-KEEP_UPLOAD_FOLDERS = 5          # older uploads are removed when a new one arrives
-MAX_NAME_CHARS = 100             # longer names are shortened (file systems stop at 255 bytes)
-STALE_PARTIAL_S = 3600           # a temporary folder this old was left by a crash, not a writer
+MAX_ZIP_ENTRIES = 3 * MAX_UPLOAD_FILES  # images, their folders and macOS metadata (__MACOSX/._x) together
+MAX_NAME_CHARS = 100             # longer names are shortened, with a short hash of the whole name
+MAX_NAME_BYTES = 200             # ... and so are names longer in UTF-8 (file systems stop at 255 bytes)
 IMAGE_TYPES = tuple(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS))  # for file pickers
 _CHUNK = 2**20
 _MORE = "For more images, copy them into a folder on this machine and choose 'an image folder on this machine'."
-
-
-class UploadError(ValueError):
-    """An upload cannot be used; the message says what is wrong and what to do."""
 
 
 class UploadLike(Protocol):
@@ -69,6 +89,7 @@ class _Entry:
     name: str                  # safe file name
     size: int                  # bytes it will take on disk (a zip's declared uncompressed size)
     open: Callable[[], IO[bytes]]
+    source: str = ""           # the name in the upload, for messages
 
 
 # --------------------------------------------------------------------------- names
@@ -76,10 +97,21 @@ def _plain(text: str, keep: str) -> str:
     return "".join(ch if ch.isalnum() or ch in keep else "_" for ch in text)
 
 
+def _fit(text: str) -> str:
+    """``text``, or when longer than MAX_NAME_CHARS characters or MAX_NAME_BYTES UTF-8 bytes (a CJK character
+    takes 3) its start and a short hash of the whole, so two long names that share a start stay distinct.
+    """
+    if len(text) <= MAX_NAME_CHARS and len(text.encode()) <= MAX_NAME_BYTES:
+        return text
+    tag = "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    start = text[:MAX_NAME_CHARS - len(tag)].encode()[:MAX_NAME_BYTES - len(tag)].decode("utf-8", "ignore")
+    return start.rstrip(" .") + tag
+
+
 def safe_file_name(name: str, index: int) -> str:
     """A short, plain file name that keeps the extension (so the image type is still known)."""
     path = Path(Path(name.replace("\\", "/")).name or f"image-{index}.png")
-    stem = _plain(path.stem, "-_.")[:MAX_NAME_CHARS] or "image"
+    stem = _fit(_plain(path.stem, "-_.")) or "image"
     return f"{stem}{path.suffix.lower()[:8]}"
 
 
@@ -88,7 +120,7 @@ def safe_class_name(name: str) -> str:
 
     Empty when nothing usable is left; the caller says which class that was.
     """
-    return _plain(name.strip(), "-_. ").strip(" .")[:MAX_NAME_CHARS].strip()
+    return _fit(_plain(name.strip(), "-_. ").strip(" .")).strip()
 
 
 def _is_image_name(name: str) -> bool:
@@ -143,7 +175,7 @@ def _file_entries(files: Sequence[UploadLike], class_dir: str, used: set[str],
             skipped.append(f"{f.name}: not an image ({', '.join(IMAGE_TYPES)})")
             continue
         entries.append(_Entry(class_dir, _unique(safe_file_name(f.name, i), used), _size(f),
-                              lambda f=f: io.BytesIO(f.getvalue())))
+                              lambda f=f: io.BytesIO(f.getvalue()), f.name))
     return entries
 
 
@@ -208,7 +240,38 @@ def _unwrap(paths: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return paths
 
 
+def zip_entry_count(data: bytes, stop_after: int | None = None) -> int | None:
+    """How many entries a zip holds, from its end record and central directory alone (ZIP64 too); None when
+    no end record is found (zipfile then says what is wrong).
+
+    zipfile builds an object per entry before anything can be checked (a million empty entries cost 600 MB
+    and seconds), so this counts first: the entries the end record declares, and the central directory's
+    headers walked without reading them (zipfile reads the directory by its size, not the declared count),
+    stopping after ``stop_after``.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
+    if end < 0 or end + 22 > len(data):
+        return None
+    _, _, _, _, declared, cd_size, _, _ = struct.unpack_from("<4s4H2LH", data, end)
+    record = end
+    if end >= 76 and data.startswith(b"PK\x06\x07", end - 20) and data.startswith(b"PK\x06\x06", end - 76):
+        record = end - 76  # the ZIP64 end record, right before its locator
+        declared, cd_size = struct.unpack_from("<2Q", data, record + 32)
+    position, count = max(0, record - cd_size), 0
+    while position + 46 <= record and data.startswith(b"PK\x01\x02", position):
+        count += 1
+        if stop_after is not None and count > stop_after:
+            break
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", data, position + 28)
+        position += 46 + name_len + extra_len + comment_len
+    return max(declared, count)
+
+
 def _open_zip(data: bytes) -> zipfile.ZipFile:
+    count = zip_entry_count(data, stop_after=MAX_ZIP_ENTRIES)
+    if count is not None and count > MAX_ZIP_ENTRIES:
+        raise UploadError(f"the zip holds {count} entries; uploads are limited to {MAX_ZIP_ENTRIES} entries "
+                          "(images, folders and other files together). Zip only the folders of images. " + _MORE)
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
@@ -258,7 +321,7 @@ def _extract(archive: zipfile.ZipFile, digest: str, root: str | Path, max_bytes:
     for i, ((info, _), parts) in enumerate(zip(kept, paths, strict=True)):
         class_dir = folders[parts[0]] if len(parts) >= 2 else ""
         name = _unique(safe_file_name(parts[-1], i), used.setdefault(class_dir, set()))
-        entries.append(_Entry(class_dir, name, info.file_size, lambda info=info: archive.open(info)))
+        entries.append(_Entry(class_dir, name, info.file_size, lambda info=info: archive.open(info), info.filename))
     return _write(root, digest, entries, skipped, max_bytes, what="the zip's images (uncompressed)")
 
 
@@ -283,48 +346,73 @@ def _copy(entry: _Entry, target: Path, budget: list[int]) -> None:
             dst.write(chunk)
 
 
+def _fill(partial: Path, entries: list[_Entry], skipped: list[str], max_bytes: int) -> None:
+    """Write the entries into ``partial``; those whose header declares too many pixels are removed and listed."""
+    budget, kept = [max_bytes], []
+    for entry in entries:
+        target = partial / entry.class_dir / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _copy(entry, target, budget)
+        if reason := oversize_reason(target):
+            target.unlink()
+            skipped.append(f"{entry.source or entry.name}: {reason}")
+        else:
+            kept.append(entry)
+    if not kept:
+        shown = "; ".join(skipped[:3])
+        raise UploadError(f"none of the uploaded images can be used: {shown}{'; ...' if len(skipped) > 3 else ''}.")
+    classes = sorted({e.class_dir for e in kept if e.class_dir})
+    for empty in {e.class_dir for e in entries} - set(classes) - {""}:
+        (partial / empty).rmdir()
+    atomic_write_json(partial / MANIFEST, {"images": len(kept), "classes": classes, "skipped": skipped})
+
+
+def _write_error(exc: OSError, uploads: Path) -> UploadError:
+    if exc.errno == errno.ENAMETOOLONG:
+        return UploadError(f"a class or file name of the upload is too long for this file system ({exc}); "
+                           "shorten the names and upload again.")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UploadError(f"the disk holding {str(uploads)!r} is full ({exc}); free some disk space (the Data page "
+                           "lists the uploads and deletes those you no longer need) or upload fewer images.")
+    return UploadError(f"could not write the upload into {str(uploads)!r} ({exc}); check that the folder "
+                       "is writable.")
+
+
 def _write(root: str | Path, digest: str, entries: list[_Entry], skipped: list[str], max_bytes: int,
            what: str) -> SavedUpload:
     _check_caps(entries, max_bytes, what)
     if not entries:
         raise UploadError(f"none of the uploaded files is an image ({', '.join(IMAGE_TYPES)}).")
-    uploads = Path(root) / "uploads"
+    uploads = uploads_dir(root)
     folder = uploads / digest
-    classes = tuple(sorted({e.class_dir for e in entries if e.class_dir}))
-    if not folder.is_dir():  # written whole or not at all (renamed into place), so an existing one is complete
-        partial = uploads / f".partial-{digest}-{uuid.uuid4().hex[:8]}"
-        try:
-            budget = [max_bytes]
-            for entry in entries:
-                target = partial / entry.class_dir / entry.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _copy(entry, target, budget)
-            try:
+    with uploads_lock(root):
+        if folder.is_dir():  # written whole or not at all (renamed into place), so an existing one is complete
+            folder.touch()  # uploaded again: newest
+            return _saved(folder, entries, skipped)
+    remove_stale_partials(uploads)
+    partial = uploads / f".partial-{digest}-{uuid.uuid4().hex[:8]}"
+    try:
+        _fill(partial, entries, skipped, max_bytes)
+        with uploads_lock(root):
+            if not folder.is_dir():  # else a twin upload won the race; its folder holds the same
                 partial.rename(folder)
-            except OSError:
-                if not folder.is_dir():  # not a twin upload that won the race: a real failure
-                    raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise UploadError(f"an entry of the zip could not be read ({exc}); the zip is damaged or uses a "
-                              "compression this machine cannot read. Zip the images again.") from exc
-        except OSError as exc:
-            raise UploadError(f"could not write the upload into {str(uploads)!r} ({exc}); free some disk space "
-                              "or upload fewer images.") from exc
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    folder.touch()  # newest first when old uploads are cleaned up
-    _remove_old(uploads, folder)
-    return SavedUpload(folder=folder, classes=classes, images=len(entries), skipped=tuple(skipped))
+            folder.touch()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise UploadError(f"an entry of the zip could not be read ({exc}); the zip is damaged or uses a "
+                          "compression this machine cannot read. Zip the images again.") from exc
+    except OSError as exc:
+        raise _write_error(exc, uploads) from exc
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return _saved(folder, entries, skipped)
 
 
-def _remove_old(uploads: Path, keep: Path) -> None:
-    older = sorted((d for d in uploads.iterdir() if d.is_dir() and d != keep and not d.name.startswith(".")),
-                   key=lambda d: d.stat().st_mtime)
-    for stale in older[:max(0, len(older) - (KEEP_UPLOAD_FOLDERS - 1))]:
-        shutil.rmtree(stale, ignore_errors=True)
-    for partial in uploads.glob(".partial-*"):  # left by a crash half-way through a write
-        try:
-            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_S:
-                shutil.rmtree(partial, ignore_errors=True)
-        except OSError:
-            pass
+def _saved(folder: Path, entries: list[_Entry], skipped: list[str]) -> SavedUpload:
+    """What the folder holds: its manifest (images left out for their size are listed there), else the entries."""
+    manifest = read_manifest(folder)
+    if manifest is None:  # written before manifests existed
+        classes = tuple(sorted({e.class_dir for e in entries if e.class_dir}))
+        return SavedUpload(folder=folder, classes=classes, images=len(entries), skipped=tuple(skipped))
+    left_out = [s for s in manifest["skipped"] if s not in skipped]
+    return SavedUpload(folder=folder, classes=tuple(manifest["classes"]), images=manifest["images"],
+                       skipped=tuple(skipped + left_out))

@@ -2,22 +2,23 @@
 
 They live in the run folder's own ``annotations.json``, apart from ``config.json`` (what ran) and
 ``status.json`` (what the trainer reports), so editing them never races a training process and never
-changes what a run was. Reading never raises: a missing or damaged file reads as no annotations.
+changes what a run was. An edit is a read-modify-write under ``annotations.lock`` (a cross-process
+``flock``), so two dashboards or a dashboard and the CLI editing at once never undo each other's
+field. Reading never raises: a missing or damaged file reads as no annotations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..files import atomic_write_json, read_json_object
+from ..files import atomic_write_json, exclusive_lock, read_json_object
 from .run_store import Run
 
 MAX_NAME_CHARS = 120
 MAX_NOTE_CHARS = 10_000
-_write_lock = threading.Lock()  # two dashboard sessions saving at once must not drop each other's field
+LOCK_TIMEOUT_S = 30.0  # an edit is milliseconds; a holder this slow is stuck
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,16 @@ def annotate(run: Run, *, name: str | None = None, note: str | None = None,
         changes["note"] = clean_note(note)
     if archived is not None:
         changes["archived"] = bool(archived)
-    with _write_lock:
-        result = dataclasses.replace(read_annotations(run), **changes)
-        atomic_write_json(run.annotations_path, dataclasses.asdict(result))
+    gone = FileNotFoundError(f"run {run.id} no longer exists (was it deleted?); pick another run.")
+    try:
+        # Across processes and threads alike: the file is read and replaced by one editor at a time.
+        with exclusive_lock(run.annotations_lock_path, timeout=LOCK_TIMEOUT_S, make_folder=False):
+            if not run.config_path.is_file():  # deleted while we waited
+                raise gone
+            result = dataclasses.replace(read_annotations(run), **changes)
+            atomic_write_json(run.annotations_path, dataclasses.asdict(result))
+    except FileNotFoundError:
+        raise gone from None
+    except TimeoutError as exc:  # another editor is stuck: say so in one line, change nothing
+        raise ValueError(f"run {run.id}: {exc}") from None
     return result

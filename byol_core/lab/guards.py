@@ -5,7 +5,9 @@
 that would fail (supervised training on images without labels), ``"warn"`` for one whose number
 would be hard to read (kNN voting with more neighbours than a class has labels, a test set too small
 to tell a few points apart). :func:`chance_note` says in words when a finished accuracy cannot be
-told from guessing. Pure functions, except :func:`check_spec`, which loads the data first.
+told from guessing. :func:`~byol_core.data.folder.folder_problem` says why an image folder cannot serve at all (missing, not a
+folder, unreadable, a system folder such as /proc, no images), before any run folder is made. Pure
+functions, except those that look at the disk: :func:`check_spec` (which loads the data) and the folder checks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..data import DataError, DataSplits, load_data
+from ..data.folder import folder_problem
 from ..stats import wilson_interval
 from .stages import Stage, get_stage
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from .plans import JobSpec
 
 NOISY_HALF_WIDTH = 0.05  # a test set whose 95% interval at 50% is wider than ±5 points hides the usual gains
+# Kernel file systems: endless or special files, never images; walking them stalls or fails (/proc/1/cwd).
 NO_LABELS = ("This data set has no class labels (a flat folder or unlabelled upload): supervised training, probes "
              "and kNN need one subfolder per class. Use BYOL pretraining, or label the images on the Data page.")
 
@@ -113,10 +117,13 @@ def _offline_splits(spec: JobSpec) -> DataSplits | None:
 
 
 def check_spec(spec: JobSpec) -> list[Guard]:
-    """:func:`check_job` for a planned job, on its own data.
+    """:func:`check_job` for a planned job, on its own data; an image folder that cannot serve blocks it.
 
     Data that cannot be loaded without a download gives no guards: the job says what is missing when it starts.
     """
+    problem = folder_problem(spec.config.data)
+    if problem:
+        return [Guard("block", problem)]
     splits = _offline_splits(spec)
     return [] if splits is None else check_job(spec.stage_info, spec.config, data_facts(splits))
 

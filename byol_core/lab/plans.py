@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import (
+    MAX_SEED,
     AugmentConfig,
     ConfigError,
     DataConfig,
@@ -26,6 +27,7 @@ from ..config import (
     with_overrides,
 )
 from ..methods.loop import StepPlan, TrainingError
+from ..text import markdown_text
 from .stages import Stage, get_stage
 
 # Data fields that belong to the experiment's design (the preset's), not to the data set picked.
@@ -47,8 +49,10 @@ class Change:
         return f"{self.field}: {_show(self.before)} → {_show(self.after)} ({self.reason})"
 
     def markdown(self) -> str:
-        """The change as one Markdown line: field in code, new value in bold, short numbers."""
-        return f"`{self.field}`: {_show(self.before)} → **{_show(self.after)}** ({self.reason})"
+        """The change as one Markdown line: field in code, new value in bold, short numbers; text values (a name,
+        a folder a person typed) as text, so no Markdown in them comes alive."""
+        before, after = ((markdown_text(v) if isinstance(v, str) else _show(v)) for v in (self.before, self.after))
+        return f"`{self.field}`: {before} → **{after}** ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,10 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
         changes += config_diff(cfg, step, "set for this job")
         cfg = step
     cfg = from_dict(ExperimentConfig, to_dict(cfg))  # the whole config validated once, after everything
+    seeds = stage_options.get("seeds")  # a study trains with seeds cfg.seed, cfg.seed + 1, ...
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and cfg.seed + seeds - 1 > MAX_SEED:
+        raise ConfigError(f"seed = {cfg.seed} with {seeds} seeds runs past the largest seed, {MAX_SEED}; set seed "
+                          f"to at most {MAX_SEED - seeds + 1}.")
     spec = JobSpec(stage=info.name, config=cfg, source_run=source_run, label=label or info.short_title,
                    changes=tuple(changes), notes=tuple(notes), stage_options=stage_options)
     return with_steps_note(spec, num_images)

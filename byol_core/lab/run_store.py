@@ -12,6 +12,12 @@
   ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
   ``predictions.npz`` a trained classifier's class for each test image, with the true labels
   ``annotations.json`` a person's name, note and archived flag for the run (:mod:`byol_core.lab.annotations`)
+  ``annotations.lock`` locked (flock) while one editor reads and replaces annotations.json
+  ``.space.reserve``  a little disk space the trainer holds back, freed to record a full disk in status.json
+
+Files are replaced through hidden ``.<name>.<random>.tmp`` copies (:func:`byol_core.files.atomic_write`);
+those of the trainer's own files that a killed process left behind are removed by the next holder of
+``owner.lock``, when it claims the run and when it lets go of it.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ from ..files import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
+    disk_full,
     parse_jsonl,
     read_json_object,
 )
+from ..text import clipped
 
 
 class DamagedRunError(ValueError):
@@ -55,6 +63,10 @@ class RunBusyError(ValueError):
 
 # States a run can be in; "interrupted" is derived when a "running" run's process is gone.
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+# Files only the run's trainer (the holder of owner.lock) writes: its leftover temporary copies are its own.
+TRAINER_FILES = ("checkpoint.pt", "encoder.pt", "predictions.npz", "metrics.jsonl")
+# Held back while training so a full disk can still be recorded: status.json and a line of metrics.
+RESERVE_BYTES = 64 * 1024
 
 
 def _json_safe(value: Any) -> Any:
@@ -89,7 +101,9 @@ class Run:
     skipped_files_path = property(lambda self: self.path / "skipped_files.txt")
     worker_log_path = property(lambda self: self.path / "worker.log")
     annotations_path = property(lambda self: self.path / "annotations.json")
+    annotations_lock_path = property(lambda self: self.path / "annotations.lock")
     predictions_path = property(lambda self: self.path / "predictions.npz")
+    space_reserve_path = property(lambda self: self.path / ".space.reserve")
 
     # -- ownership: one trainer at a time
     @contextlib.contextmanager
@@ -99,6 +113,9 @@ class Run:
         ``flock`` on a file of the run folder: taken atomically, so of two processes (or two threads,
         each with its own open file) started at the same moment exactly one trains; and released by the
         operating system when the holder exits, however it dies.
+
+        The holder removes the temporary copies a killed trainer left (and holds back a little disk space,
+        :meth:`release_space`) from the moment it claims the run until it lets go.
         """
         fd = os.open(self.owner_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -108,11 +125,40 @@ class Run:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
                 raise RunBusyError(f"run {self.id} is already being trained (by process {holder}); wait for it "
                                    "to end or stop it first.") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            yield
+            with contextlib.suppress(OSError):  # the pid only names the holder in messages; a full disk may refuse it
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._remove_dead_copies()
+            self._reserve_space()
+            try:
+                yield
+            finally:
+                self.release_space()
+                self._remove_dead_copies()
         finally:
             os.close(fd)  # closing the file releases the lock
+
+    def _remove_dead_copies(self) -> None:
+        """Remove the temporary copies of the trainer's files (only the lock holder may: it is their only writer)."""
+        for name in TRAINER_FILES:
+            for tmp in self.path.glob(f".{name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+    def _reserve_space(self) -> None:
+        """Hold back :data:`RESERVE_BYTES` of disk (best effort: a disk already full gets none)."""
+        try:
+            with open(self.space_reserve_path, "wb") as fh:
+                fh.write(bytes(RESERVE_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            self.release_space()
+
+    def release_space(self) -> None:
+        """Give the held-back space to the disk: done when the disk is full, so the run's end can still be written."""
+        with contextlib.suppress(OSError):
+            self.space_reserve_path.unlink(missing_ok=True)
 
     def claimed(self) -> bool:
         """Whether some process holds the run's lock right now."""
@@ -169,9 +215,12 @@ class Run:
     def log(self, event: dict[str, Any]) -> None:
         """Append one event to metrics.jsonl and flush, so a crash loses at most this line."""
         line = json.dumps({k: _json_safe(v) for k, v in event.items()}, default=str)
-        with self._lock, open(self.metrics_path, "a") as fh:
-            fh.write(line + "\n")
-            fh.flush()
+        try:
+            with self._lock, open(self.metrics_path, "a") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+        except OSError as exc:
+            raise disk_full(exc, self.path) or exc
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every complete event; a torn last line (crash mid-write) is ignored."""
@@ -181,10 +230,16 @@ class Run:
             return []
 
     def keep_metrics_up_to(self, step: int) -> int:
-        """Drop the events logged after ``step`` (work lost since the checkpoint), atomically; returns how many."""
-        events = self.read_metrics()
+        """Drop the events logged after ``step`` (work lost since the checkpoint) and a torn last line, atomically;
+        returns how many events were dropped."""
+        try:
+            data = self.metrics_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        events = parse_jsonl(data)
         kept = [e for e in events if not isinstance(e.get("step"), (int, float)) or e["step"] <= step]
-        if len(kept) != len(events):
+        torn = bool(data) and not data.endswith(b"\n")  # a line cut short: the next one would join it
+        if len(kept) != len(events) or torn:
             with self._lock:
                 data = "".join(json.dumps(e, default=str) + "\n" for e in kept).encode()
                 atomic_write_bytes(self.metrics_path, data)
@@ -294,7 +349,18 @@ def pid_alive(pid: object) -> bool:
 _SAFE = re.compile(r"[^a-z0-9-]+")
 _SAFE_KIND = re.compile(r"[a-z0-9-]+")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name inside the store: no path, no '..'
+MAX_ID_CHARS = 255  # the longest folder name file systems take
 
+
+
+def _link_in(path: Path) -> str | None:
+    """The name of ``path`` when it is a link, or of a link among its files; None when there is none."""
+    if path.is_symlink():
+        return path.name
+    try:
+        return next((p.name for p in path.iterdir() if p.is_symlink()), None)
+    except OSError:  # not there (or not a folder): nothing is read or written through it
+        return None
 
 
 class RunStore:
@@ -311,27 +377,45 @@ class RunStore:
         slug = _SAFE.sub("-", cfg.name.lower()).strip("-")[:24] or "run"
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{slug}-{secrets.token_hex(2)}"
         path = self.root / run_id
-        path.mkdir()
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise disk_full(exc, self.root) or exc
         run = Run(path)
-        run.write_config(cfg, kind, options, stage)
-        run.set_status("queued", kind=kind, name=cfg.name, created=time.time())
+        try:
+            run.write_config(cfg, kind, options, stage)
+            run.set_status("queued", kind=kind, name=cfg.name, created=time.time())
+        except OSError as exc:  # e.g. a full disk: no half-made run folder is left to list as damaged
+            shutil.rmtree(path, ignore_errors=True)
+            raise disk_full(exc, self.root) or exc
         return run
 
     def get(self, run_id: str) -> Run:
-        if not run_id or _SAFE_ID.fullmatch(run_id) is None:
-            raise FileNotFoundError(f"{run_id!r} is not a run id: give the name of a folder inside {self.root}/ "
-                                    "(see `python -m byol_core runs`), not a path.")
+        """The run ``run_id``; a FileNotFoundError that says why when there is no such run, or when the folder
+        is a link or holds one (a run is never read or written through a link, which could lead anywhere)."""
+        if not run_id or _SAFE_ID.fullmatch(run_id) is None or len(run_id) > MAX_ID_CHARS:
+            why = f"give the name of a folder inside {self.root}/, not a path"
+            if _SAFE_ID.fullmatch(run_id or ""):
+                why = f"it is {len(run_id)} characters long, too long for a folder name (at most {MAX_ID_CHARS})"
+            raise FileNotFoundError(f"{clipped(run_id, 40)} is not a run id: {why} (see `python -m byol_core runs`).")
         path = self.root / run_id
+        link = _link_in(path)
+        if link == run_id:
+            raise FileNotFoundError(f"{run_id!r} is a link, not a run folder of {self.root}/: runs are never read or "
+                                    f"written through links; move the run folder itself into {self.root}/.")
+        if link is not None:
+            raise FileNotFoundError(f"run {run_id!r} is not a run folder of {self.root}/ as made here: its {link} is "
+                                    "a link, which could read or write outside it; remove the link.")
         if not (path / "config.json").is_file():
             known = ", ".join(r.id for r in self.list()[:5]) or "none yet"
             raise FileNotFoundError(f"no run {run_id!r} in {self.root}/ (recent runs: {known}).")
         return Run(path)
 
     def list(self) -> list[Run]:
-        """Runs, newest first."""
+        """Runs, newest first; a folder that is a link or holds one is none (:meth:`get` says why)."""
         if not self.root.is_dir():
             return []
-        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file()]
+        runs = [Run(p) for p in self.root.iterdir() if (p / "config.json").is_file() and _link_in(p) is None]
         return sorted(runs, key=lambda r: r.id, reverse=True)
 
     def delete(self, run_id: str) -> None:

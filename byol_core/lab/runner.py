@@ -13,14 +13,18 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import torch
 
 from .. import distributed
 from ..config import ConfigError, with_overrides
 from ..data import DataSplits
+from ..data.folder import check_folder
 from ..device import resolve_device
 from ..events import EPOCH, NOTE, RESUME, START, Callback
+from ..files import DiskFullError, disk_full
 from ..methods.networks import build_encoder
 from .builtin_stages import BYOL
 from .plans import JobSpec, config_diff, stage_options_of
@@ -68,16 +72,28 @@ def check_source(store: RunStore, spec: JobSpec) -> None:
 
 
 def check_buildable(spec: JobSpec) -> None:
-    """A ValueError when the config names a backbone, hidden layer or device that cannot be had.
+    """A ValueError when the config names a backbone, hidden layer or device that cannot be had, or a DataError
+    when its image folder cannot serve (:func:`~byol_core.data.folder.folder_problem`).
 
     Checked before a run folder exists, so a typo never leaves a failed run behind.
     """
     build_encoder(spec.config.model)
-    resolve_device(spec.config.runtime.device)
+    name = spec.config.runtime.device
+    device = resolve_device(name)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise ValueError(f"runtime.device = {name!r}, but this machine has {gpus} CUDA GPU(s) (cuda:0 to "
+                         f"cuda:{gpus - 1}); pick one of those, or 'auto'.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("runtime.device = 'mps', but Apple's MPS is not available here; use 'auto' or 'cpu'.")
+    check_folder(spec.config.data)
 
 
 def create(store: RunStore, spec: JobSpec) -> Run:
-    """The run folder for ``spec`` (config, stage, source, options), queued; nothing is trained yet."""
+    """The run folder for ``spec`` (config, stage, source, options), queued; nothing is trained yet.
+
+    Everything that can be known wrong beforehand is refused first, with one line, and no folder is made.
+    """
     stage = spec.stage_info
     stage.check_options(spec.stage_options)  # a spec made without plan() is checked too
     check_source(store, spec)
@@ -108,8 +124,9 @@ def execute(store: RunStore, run: Run, *, splits: DataSplits | None = None, call
         if not writes:
             stage.body(_data_read_by_main_first(ctx))
             return run
-        _rewind_metrics(run, ctx.callbacks)
-        _execute(run, lambda: stage.body(_data_read_by_main_first(ctx)), status)
+        with _stopped_when_disk_full(run, status):
+            _rewind_metrics(run, ctx.callbacks)
+            _execute(run, lambda: stage.body(_data_read_by_main_first(ctx)), status)
     return run
 
 
@@ -166,17 +183,42 @@ def start(spec: JobSpec, store: RunStore, **kwargs: Any) -> Run:
 
 
 def _execute(run: Run, body: Callable[[], dict[str, Any]], status: _StatusWriter) -> dict[str, Any]:
-    """Run ``body`` with the run's status kept honest: finished, stopped or failed with the reason."""
+    """Run ``body`` with the run's status kept honest: finished, stopped or failed with the reason.
+
+    A full disk is no failure of the run: :func:`_stopped_when_disk_full` records it as stopped.
+    """
     run.set_status("running", started=time.time(), error=None)
     try:
         results = body()
     except Exception as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc(limit=8), **status.progress)
+        if disk_full(exc, run.path) is None:
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}",
+                           traceback=traceback.format_exc(limit=8), **status.progress)
         raise
     state = "stopped" if results.pop("_stopped", False) else "finished"
     run.set_status(state, results=results, finished=time.time(), **status.progress)
     return results
+
+
+@contextlib.contextmanager
+def _stopped_when_disk_full(run: Run, status: _StatusWriter) -> Iterator[None]:
+    """Turn a full disk (torch's "unexpected pos" included) into a run stopped with one line that names the
+    disk's folder and free space; the checkpoint it had is kept, so it resumes once there is room.
+
+    Called while the run is still claimed: the space it held back (:meth:`Run.release_space`) is given up
+    so that status.json can still say so.
+    """
+    try:
+        yield
+    except Exception as exc:
+        full = disk_full(exc, run.path)
+        if full is None:
+            raise
+        message = f"{full}, then resume the run from its last checkpoint: python -m byol_core resume {run.id}"
+        run.release_space()
+        with contextlib.suppress(OSError):  # nothing more can be written; the old status.json stays whole
+            run.set_status("stopped", error=message, **status.progress)
+        raise DiskFullError(message) from exc
 
 
 def resume_check(store: RunStore, run_id: str) -> Run:

@@ -11,6 +11,7 @@ folder, on SIGTERM or SIGINT, or when the process that started it goes away.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..files import DiskFullError
 from . import runner
 from .run_store import Run, RunStore
 
@@ -65,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch_for_stop(run, stop, args.parent_pid)
     try:
         runner.execute(store, run, stop_event=stop)
+    except DiskFullError as exc:  # the run is 'stopped' with this line in status.json; nothing to debug
+        with contextlib.suppress(OSError):  # worker.log is on the same full disk
+            print(f"byol worker: {exc}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 - runner already wrote 'failed' and the reason into status.json
         traceback.print_exc()  # into worker.log, for whoever debugs it
         return 1

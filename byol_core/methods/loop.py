@@ -253,8 +253,9 @@ def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
     """Train with ``hooks`` to its planned step count, from ``checkpoint``'s step when given.
 
     Events: one ``start``; a ``step`` event per ``log_every`` steps and at each epoch end; an
-    ``epoch`` event per epoch with the evaluation's fields. At an epoch end the checkpoint (when
-    due) is saved before the epoch event goes out, and a stopped run saves one where it stopped.
+    ``epoch`` event per epoch with the evaluation's fields. At an epoch end the epoch event goes out
+    before the checkpoint (when due) is saved, and a stopped run saves one where it stopped: a resume
+    that drops the events after its checkpoint's step and replays from it logs every event once.
     """
     plan, model = hooks.plan, hooks.model
 
@@ -292,9 +293,12 @@ def run_loop(hooks: LoopHooks, *, seed: int, log_every: int, callbacks: Sequence
                 event.update(hooks.evaluate())
                 model.train()
                 window.pause()
+            # The event goes out before the checkpoint: a process killed between the two resumes from the
+            # previous checkpoint, which drops the event with the steps after it and replays them. The other
+            # order would lose the event for good (kept checkpoint, never-written event, nothing replayed).
+            emit(event)
             if save_checkpoint is not None and hooks.checkpoint_due(step, epoch):
                 save_checkpoint(_checkpoint(hooks, step))
-            emit(event)
     if stopped and save_checkpoint is not None:
         save_checkpoint(_checkpoint(hooks, step))
     model.eval()

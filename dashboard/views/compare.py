@@ -14,6 +14,7 @@ from byol_core.lab.guards import chance_note
 from byol_core.lab.plans import plan
 from byol_core.lab.summary import list_summaries
 from byol_core.presets import get_preset
+from byol_core.text import markdown_text
 from dashboard import charts, job_cards, state, tables
 from dashboard.study_panel import study_section  # start a sweep or ablation, draw their tables
 
@@ -126,8 +127,9 @@ if n_test:
                f"±{100 * stats.binomial_half_width(n_test, 0.9):.1f} points (95%).")
 at_chance = [(r, note) for r in shown if (note := chance_note(r["accuracy"], r["test_images"], r["num_classes"]))]
 if at_chance:
-    st.warning("Cannot be told from guessing: " + "; ".join(f"{r['label']}: {note}" for r, note in at_chance) +
-               ". Add test images (or labels) before comparing these.", icon=":material/warning:")
+    named = "; ".join(f"{markdown_text(r['label'])}: {note}" for r, note in at_chance)  # labels carry run names
+    st.warning(f"Cannot be told from guessing: {named}. Add test images (or labels) before comparing these.",
+               icon=":material/warning:")
 
 # --------------------------------------------------------------------------- table, chart, CSV
 st.plotly_chart(charts.accuracy_bar(methods.values()), key="compare.bar", config={"displayModeBar": False})

@@ -8,9 +8,8 @@ import time
 import streamlit as st
 
 from byol_core.config import AugmentConfig, DataConfig, field_schema, to_json
-from byol_core.data import uploads
 from dashboard import augment_controls as ac
-from dashboard import images, state
+from dashboard import images, state, upload_panel
 from dashboard.preview import run_preview
 
 DOWNLOADABLE = ("fashion-mnist", "cifar10", "stl10")
@@ -29,62 +28,6 @@ st.markdown(
 # --------------------------------------------------------------------------- data set
 def _on_source_change() -> None:
     st.session_state.pop("data.download_error", None)
-
-
-# --------------------------------------------------------------------------- uploads
-UPLOAD_MODES = {"none": "No labels", "classes": "One upload per class", "zip": "A zip of class folders"}
-MAX_UPLOAD_CLASSES = 50
-
-
-def _class_uploads() -> list[tuple[str, list]]:
-    """One class name and one file picker per class; (name as typed, its files) for each."""
-    count = st.number_input("Classes", min_value=1, max_value=MAX_UPLOAD_CLASSES, value=2, step=1,
-                            key="data.upload_classes", help="How many classes to upload; each gets its own name.")
-    groups = []
-    for i in range(int(count)):
-        with st.container(border=True):
-            name = st.text_input("Class name", key=f"data.upload_class.{i}", placeholder=f"class {i + 1}",
-                                 help="The label of the images below (also their folder's name on disk).")
-            files = st.file_uploader(f"Images of class {i + 1}", accept_multiple_files=True,
-                                     type=list(uploads.IMAGE_TYPES), key=f"data.upload_files.{i}")
-        groups.append((name, files or []))
-    return groups
-
-
-def _upload_choice() -> DataConfig | None:
-    """Uploaded images saved as a folder (labelled by class when the upload says so), or None until there are any."""
-    mode = st.radio("Labels", list(UPLOAD_MODES), format_func=UPLOAD_MODES.get, key="data.upload_mode",
-                    horizontal=True, help="Accuracy numbers (supervised runs, probes, kNN) need class labels; "
-                                          "BYOL pretraining does not.")
-    saved = None
-    if mode == "none":
-        files = st.file_uploader("Images (unlabelled)", accept_multiple_files=True, type=list(uploads.IMAGE_TYPES),
-                                 key="data.upload")
-        with state.user_errors():
-            saved = uploads.save_uploads(files) if files else None
-    elif mode == "classes":
-        groups = _class_uploads()
-        with state.user_errors():
-            saved = uploads.save_class_uploads(groups) if any(files for _, files in groups) else None
-    else:
-        archive = st.file_uploader("A zip with one folder of images per class", type=["zip"], key="data.upload_zip",
-                                   help="cats/1.png, dogs/2.jpg … (one folder around them is fine). Up to "
-                                        f"{uploads.MAX_UPLOAD_BYTES // 2**20} MB unpacked.")
-        with state.user_errors():
-            saved = uploads.extract_class_zip(archive.getvalue()) if archive else None
-    if saved is None:
-        return None
-    if mode == "classes" and len(saved.classes) == 1:
-        st.info("One class only: accuracy numbers need at least two. Add another class (Classes above).",
-                icon=":material/info:")
-    elif mode == "zip" and not saved.classes:
-        st.info("No class folders in the zip (its images sit at the top, or in one folder only), so they carry no "
-                "labels: fine for BYOL pretraining; for accuracy numbers put one folder per class in it.",
-                icon=":material/info:")
-    if saved.skipped:
-        with st.expander(f"{len(saved.skipped)} uploaded file(s) not used"):
-            st.code("\n".join(saved.skipped[:50]), language=None)
-    return DataConfig(name="folder", folder=str(saved.folder))
 
 
 def _choose_data() -> None:
@@ -112,7 +55,7 @@ def _choose_data() -> None:
                 with state.user_errors():
                     candidate = DataConfig(name="folder", folder=path.strip())
         else:
-            candidate = _upload_choice()
+            candidate = upload_panel.upload_choice()
     if candidate is None:
         st.info(f"Showing **{current.name}** until the new choice loads.", icon=":material/info:")
         return

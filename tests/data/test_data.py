@@ -414,3 +414,9 @@ def test_folder_is_decoded_once_then_read_from_the_disk_cache(tmp_path, monkeypa
     data.clear_cache()
     with pytest.raises(DataError, match="decoded again"):  # the stub decoder ran
         load_data(cfg)
+
+
+def test_loading_a_system_folder_is_refused_with_the_reason_before_walking_it():
+    # Any caller (the Data page too, not only a planned job) gets a DataError, never a PermissionError.
+    with pytest.raises(DataError, match="inside /proc, a system folder"):
+        load_data(DataConfig(name="folder", folder="/proc/self"))

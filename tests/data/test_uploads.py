@@ -12,7 +12,6 @@ import pytest
 from byol_core.config import DataConfig
 from byol_core.data import load_data
 from byol_core.data.uploads import (
-    KEEP_UPLOAD_FOLDERS,
     UploadError,
     extract_class_zip,
     safe_class_name,
@@ -48,8 +47,15 @@ def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes
     return out.getvalue()
 
 
-def _files_under(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def _images_under(folder: Path) -> dict[str, bytes]:
+    """The files an upload folder holds, without its hidden manifest."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _nothing_half_written(root: Path) -> bool:
+    """No folder in the uploads folder: neither a complete nor a partial one (its lock file may stay)."""
+    return not (root / "uploads").exists() or not [p for p in (root / "uploads").iterdir() if p.is_dir()]
 
 
 def _load(folder: Path, tmp_path: Path):
@@ -63,7 +69,7 @@ def test_per_class_uploads_are_saved_as_class_folders_the_loader_reads_as_labels
     saved = save_class_uploads([("cats", cats), ("  dogs ", dogs), ("birds", [])], root=tmp_path)
 
     assert saved.folder.parent == tmp_path / "uploads" and saved.classes == ("cats", "dogs") and saved.images == 6
-    written = _files_under(saved.folder)
+    written = _images_under(saved.folder)
     # Same name twice in one class: the second is kept under a new name; a path in a name never becomes a folder.
     assert sorted(written) == ["cats/cat0.png", "cats/cat1.png", "cats/cat2.png",
                                "dogs/dog-2.png", "dogs/dog.png", "dogs/x.png"]
@@ -74,7 +80,7 @@ def test_per_class_uploads_are_saved_as_class_folders_the_loader_reads_as_labels
     assert len(splits.train) + len(splits.test) == 6 and set(splits.train.labels.tolist()) == {0, 1}
 
     again = save_class_uploads([("cats", cats), ("  dogs ", dogs)], root=tmp_path)
-    assert again.folder == saved.folder and _files_under(again.folder) == written  # same content, same folder
+    assert again.folder == saved.folder and _images_under(again.folder) == written  # same content, same folder
 
 
 def test_per_class_uploads_refuse_missing_or_clashing_names_and_go_over_the_cap(tmp_path):
@@ -93,23 +99,22 @@ def test_per_class_uploads_refuse_missing_or_clashing_names_and_go_over_the_cap(
         save_class_uploads([("cats", [])], root=tmp_path)
     with pytest.raises(UploadError, match="uploads are limited to 0 MB"):
         save_class_uploads([("cats", one), ("dogs", one)], root=tmp_path, max_bytes=len(_png(1)))
-    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())  # nothing half-written
+    assert _nothing_half_written(tmp_path)
 
 
 def test_class_names_are_made_safe_for_one_folder():
     assert safe_class_name("  golden retriever ") == "golden retriever"
     assert safe_class_name("../etc/passwd") == "_etc_passwd"  # no separator, no leading dot (a hidden folder)
-    assert safe_class_name("...") == "" and safe_class_name("x" * 300) == "x" * 100
+    long = safe_class_name("x" * 300)  # shortened, with a hash of the whole name so long names stay distinct
+    assert len(long) == 100 and long.startswith("x" * 93) and long != safe_class_name("x" * 299)
+    assert safe_class_name("...") == ""
 
 
-def test_unlabelled_uploads_stay_flat_and_old_uploads_are_removed(tmp_path):
+def test_unlabelled_uploads_stay_flat(tmp_path):
     saved = save_uploads([_Upload("a.png", _png(1)), _Upload("notes.txt", b"hi")], root=tmp_path)
-    assert saved.classes == () and list(_files_under(saved.folder)) == ["a.png"]
+    assert saved.classes == () and list(_images_under(saved.folder)) == ["a.png"]
     assert saved.skipped == ("notes.txt: not an image (bmp, gif, jpeg, jpg, png, webp)",)
     assert _load(saved.folder, tmp_path).num_classes == 0
-    for i in range(KEEP_UPLOAD_FOLDERS + 2):
-        save_uploads([_Upload(f"{i}.png", _png(i))], root=tmp_path)
-    assert len([d for d in (tmp_path / "uploads").iterdir()]) == KEEP_UPLOAD_FOLDERS
 
 
 # --------------------------------------------------------------------------- a zip of class folders
@@ -126,14 +131,15 @@ def test_a_zip_of_class_folders_is_unwrapped_and_never_writes_outside_its_folder
     saved = extract_class_zip(data, root=root)
 
     assert saved.classes == ("cats", "dogs") and saved.images == 5
-    assert sorted(_files_under(saved.folder)) == ["cats/1.png", "cats/2.png", "cats/3.png", "dogs/1.png", "dogs/2.jpg"]
-    assert _files_under(saved.folder)["cats/3.png"] == _png(3)
+    assert sorted(_images_under(saved.folder)) == ["cats/1.png", "cats/2.png", "cats/3.png", "dogs/1.png", "dogs/2.jpg"]
+    assert _images_under(saved.folder)["cats/3.png"] == _png(3)
     # The slipping entries are listed as skipped, and nothing landed anywhere else.
     assert sum("leaves the zip's folder" in s for s in saved.skipped) == 5
     assert any(s.startswith("photos/dogs/readme.txt: not an image") for s in saved.skipped)
     assert not any("MACOSX" in s or "DS_Store" in s for s in saved.skipped)  # metadata is no news
     everything = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert everything == {f"data/uploads/{saved.folder.name}/{f}" for f in _files_under(saved.folder)}
+    assert everything == {f"data/uploads/{saved.folder.name}/{f}" for f in _images_under(saved.folder)} | {
+        "data/uploads/.lock", f"data/uploads/{saved.folder.name}/.upload.json"}
 
     splits = _load(saved.folder, tmp_path)
     assert splits.classes == ["cats", "dogs"] and len(splits.train) + len(splits.test) == 5
@@ -143,7 +149,7 @@ def test_a_zip_without_class_folders_is_unlabelled(tmp_path):
     flat = extract_class_zip(_zip({"a.png": _png(1), "b.png": _png(2)}), root=tmp_path)
     one_folder = extract_class_zip(_zip({"cats/a.png": _png(1), "cats/b.png": _png(2)}), root=tmp_path)
     assert flat.classes == () and one_folder.classes == ()
-    assert sorted(_files_under(one_folder.folder)) == ["a.png", "b.png"]
+    assert sorted(_images_under(one_folder.folder)) == ["a.png", "b.png"]
 
 
 def test_bad_zips_get_clear_errors_and_leave_nothing_behind(tmp_path):
@@ -163,7 +169,7 @@ def test_bad_zips_get_clear_errors_and_leave_nothing_behind(tmp_path):
     damaged = _zip({"cats/a.png": payload, "dogs/b.png": _png(1)}, zipfile.ZIP_STORED).replace(b"A" * 10, b"B" * 10, 1)
     with pytest.raises(UploadError, match="an entry of the zip could not be read"):
         extract_class_zip(damaged, root=tmp_path)
-    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
+    assert _nothing_half_written(tmp_path)
 
 
 # --------------------------------------------------------------------------- the Data page
@@ -191,7 +197,7 @@ def test_the_data_page_turns_one_upload_per_class_into_labels(runs_dir):
     assert not at.exception and not _errors(at), _errors(at)
     assert _two_classes_caption(at), [c.value for c in at.caption]
     cfg = at.session_state["data_cfg"]
-    assert cfg.name == "folder" and sorted(p.name for p in Path(cfg.folder).iterdir()) == ["cats", "dogs"]
+    assert cfg.name == "folder" and sorted(p.name for p in Path(cfg.folder).iterdir() if p.is_dir()) == ["cats", "dogs"]
 
 
 def test_the_data_page_reads_labels_from_a_zip_of_class_folders(runs_dir):

@@ -178,11 +178,14 @@ def test_skipped_images_are_listed_by_the_cli_and_in_the_run_folder(store, tmp_p
 
 
 def test_an_experiment_that_fails_is_not_left_running(store, tmp_path, capsys):
+    broken = tmp_path / "broken-images"  # an image by its name only: found out when the experiment reads it
+    broken.mkdir()
+    (broken / "0.png").write_bytes(b"not a png")
     assert main(["experiment", "--preset", "tiny", "--runs-dir", str(store.root), "--no-progress",
-                 "--set", "data.name=folder", "--set", f"data.folder={tmp_path / 'nothing-here'}"]) == 2
+                 "--set", "data.name=folder", "--set", f"data.folder={broken}"]) == 2
     [run] = store.list()
     status = run.read_status()
-    assert status["state"] == "failed" and "nothing-here" in status["error"]
+    assert status["state"] == "failed" and "broken-images" in status["error"]
 
 
 def test_a_folder_with_too_many_files_is_refused_quickly_with_the_reason(tmp_path):
@@ -210,14 +213,17 @@ class _Upload:
 
 def test_uploads_are_capped_named_safely_and_cleaned_up(tmp_path):
     from byol_core.data import uploads
+    from byol_core.lab.run_store import RunStore
+    from byol_core.lab.uploads_in_use import remove_unused_uploads
 
     long_name = "x" * 300 + ".PNG"
     folder = uploads.save_uploads([_Upload(long_name, b"png-bytes")], root=str(tmp_path)).folder
-    [saved] = list(folder.iterdir())
+    [saved] = [p for p in folder.iterdir() if not p.name.startswith(".")]  # beside its hidden manifest
     assert saved.suffix == ".png" and len(saved.name) <= uploads.MAX_NAME_CHARS + 4
     with pytest.raises(ValueError, match="uploads are limited to"):
         uploads.save_uploads([_Upload("a.png", b"0123456789abc")], root=str(tmp_path), max_bytes=10)
-    for i in range(uploads.KEEP_UPLOAD_FOLDERS + 3):
+    for i in range(uploads.KEEP_UNUSED_UPLOADS + 3):  # no run uses them: the lab cleans up all but the newest
         time.sleep(0.01)
         uploads.save_uploads([_Upload(f"{i}.png", bytes([i]))], root=str(tmp_path), max_bytes=2**20)
-    assert len(list((tmp_path / "uploads").iterdir())) == uploads.KEEP_UPLOAD_FOLDERS
+        remove_unused_uploads(RunStore(tmp_path / "runs"), tmp_path)
+    assert len(uploads.list_uploads(tmp_path)) == uploads.KEEP_UNUSED_UPLOADS

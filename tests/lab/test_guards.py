@@ -56,7 +56,39 @@ def test_jobs_that_need_labels_are_blocked_on_unlabelled_data(tmp_path):
     spec = plan("scratch", get_preset("tiny"), data=DataConfig(name="folder", folder=str(folder), root=str(tmp_path)))
     assert [g.level for g in check_spec(spec)] == ["block"]  # the Train page's call: loads the job's own data
     gone = plan("scratch", get_preset("tiny"), data=DataConfig(name="folder", folder=str(tmp_path / "nope")))
-    assert check_spec(gone) == []  # data that cannot load: the job says so itself
+    [missing] = check_spec(gone)  # a folder that is not there: blocked before a run folder is made
+    assert missing.level == "block" and "does not exist" in missing.message
+
+
+def test_image_folders_that_cannot_serve_are_blocked_before_a_run_folder(tmp_path):
+    import os
+
+    from byol_core.data import DataError
+    from byol_core.lab import runner
+    from byol_core.lab.guards import folder_problem
+    from byol_core.lab.run_store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    (tmp_path / "empty").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to-proc").symlink_to("/proc", target_is_directory=True)
+    hidden = _flat_folder(tmp_path / "hidden" / ".cache")  # images in hidden folders are never read
+    cases = {"/proc": "system folder", "/proc/self": "system folder", "/sys": "system folder",
+             "/dev/shm": "system folder", str(tmp_path / "to-proc"): "system folder",
+             str(tmp_path / "nope"): "does not exist", str(tmp_path / "fifo"): "not a directory",
+             str(tmp_path / "empty"): "holds no images", str(hidden.parent): "holds no images"}
+    for folder, why in cases.items():
+        data = DataConfig(name="folder", folder=folder)
+        problem = folder_problem(data)
+        assert problem and problem.startswith(f"data.folder = {folder!r}") and why in problem, (folder, problem)
+        spec = plan("byol", get_preset("tiny"), data=data)
+        assert check_spec(spec) == [Guard("block", problem)]
+        with pytest.raises(DataError, match=why):
+            runner.create(store, spec)
+        assert store.list() == [] and not store.root.exists()
+    good = _flat_folder(tmp_path / "good" / "cats")  # images in a class subfolder only
+    assert folder_problem(DataConfig(name="folder", folder=str(good.parent))) is None
+    assert folder_problem(DataConfig(name="digits", folder="/proc")) is None  # not read unless name is folder
 
 
 def test_one_class_or_no_test_images_block_scored_jobs():

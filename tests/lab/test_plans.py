@@ -2,7 +2,7 @@
 
 import pytest
 
-from byol_core.config import ConfigError, DataConfig, with_overrides
+from byol_core.config import MAX_SEED, ConfigError, DataConfig, with_overrides
 from byol_core.lab.plans import Change, config_diff, plan, stage_options_of
 from byol_core.lab.stages import stage_names
 from byol_core.presets import get_preset
@@ -64,6 +64,8 @@ def test_config_diff_lists_exactly_the_changed_leaves_with_one_reason():
     assert config_diff(base, base, "why") == []  # a field set to the value it had is no change
     assert str(Change("seed", 0, 4, "why")) == "seed: 0 → 4 (why)"
     assert Change("byol.optim.lr", 0.003, None, "set").markdown() == "`byol.optim.lr`: 0.003 → **none** (set)"
+    typed = Change("data.folder", None, "/x/![i](http://e.com/i.png)", "set").markdown()  # a folder a person typed
+    assert typed == "`data.folder`: none → **/x/\\!\\[i\\]\\(http\\://e\\.com/i\\.png\\)** (set)"
 
 
 def test_a_job_spec_stores_its_stage_source_and_own_options_and_reads_them_back():
@@ -73,3 +75,12 @@ def test_a_job_spec_stores_its_stage_source_and_own_options_and_reads_them_back(
     assert spec.options() == {"mode": "linear", "from_run": "a-run"}
     assert stage_options_of({**spec.options(), "seeds": 3}) == {"seeds": 3}
     assert plan("linear", get_preset("tiny"), source_run="a-run").label == "Linear probe on a frozen pretrained encoder"
+
+
+def test_a_study_whose_seeds_would_run_past_the_largest_seed_is_refused():
+    cfg = with_overrides(get_preset("tiny"), {"seed": MAX_SEED - 1})
+    for study in ("sweep", "ablation"):
+        options = {"seeds": 3} | ({"label_fractions": [1.0]} if study == "sweep" else {})
+        with pytest.raises(ConfigError, match=rf"seed = {MAX_SEED - 1} with 3 seeds runs past the largest seed"):
+            plan(study, cfg, options=options)
+        assert plan(study, cfg, options={**options, "seeds": 2}).stage_options["seeds"] == 2  # ends at MAX_SEED

@@ -140,3 +140,32 @@ def test_metrics_are_cut_back_to_a_step_atomically(store: RunStore):
     assert run.keep_metrics_up_to(3) == 2
     assert [e.get("step") for e in run.read_metrics()] == [1, 2, 3, None]
     assert run.keep_metrics_up_to(3) == 0
+
+
+def test_orphan_temp_copies_are_cleaned_by_the_lock_holder_only(store: RunStore):
+    run = store.create("byol", ExperimentConfig())
+    orphans = [run.path / f".checkpoint.pt.{i}abc.tmp" for i in range(3)] + [run.path / ".encoder.pt.x1.tmp"]
+    others = [run.path / ".status.json.x2.tmp", run.path / ".annotations.json.x3.tmp"]  # other writers' files
+    for path in orphans + others:
+        path.write_bytes(b"\0" * 1024)
+    with run.claim():
+        assert not any(p.exists() for p in orphans)  # a run claimed (trained, resumed) sheds its dead copies
+        assert all(p.exists() for p in others)
+        live = run.path / ".checkpoint.pt.live.tmp"  # being written by the holder: a second claimant keeps out
+        live.write_bytes(b"\0")
+        with pytest.raises(RunBusyError), Run(run.path).claim():
+            pass
+        assert live.exists()
+    assert not live.exists()  # a run's claim ending (finished, stopped, failed) sheds them too
+    assert all(p.exists() for p in others)
+
+
+def test_a_torn_last_line_is_cut_off_before_a_resume_appends(store: RunStore):
+    run = store.create("byol", ExperimentConfig())
+    for step in (1, 2):
+        run.log({"kind": "step", "step": step})
+    with open(run.metrics_path, "a") as fh:
+        fh.write('{"kind": "step", "st')  # killed (or out of disk space) mid-line
+    assert run.keep_metrics_up_to(2) == 0
+    run.log({"kind": "resume", "step": 2})
+    assert [e["kind"] for e in run.read_metrics()] == ["step", "step", "resume"]

@@ -53,7 +53,13 @@ def test_runner_marks_a_failed_run_with_the_reason(cfg, store, tmp_path):
     assert store.list() == []
     (tmp_path / "empty").mkdir()
     empty = with_overrides(cfg, {"data.name": "folder", "data.folder": str(tmp_path / "empty")})
-    with pytest.raises(DataError, match="no images"):  # fails while running: the run says why
+    with pytest.raises(DataError, match="no images"):  # a folder without images: refused before a run folder too
         runner.start(plan("byol", empty), store)
+    assert store.list() == []
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "0.png").write_bytes(b"not a png")  # an image by its name only: found out when read
+    broken = with_overrides(cfg, {"data.name": "folder", "data.folder": str(tmp_path / "broken")})
+    with pytest.raises(DataError, match="could be read"):  # fails while running: the run says why
+        runner.start(plan("byol", broken), store)
     status = store.list()[0].read_status()
-    assert status["state"] == "failed" and "no images" in status["error"]
+    assert status["state"] == "failed" and "could be read" in status["error"]

@@ -119,3 +119,87 @@ def test_run_config_diff_lists_exactly_the_fields_that_differ(store: RunStore):
     damaged.config_path.write_text("{")
     with pytest.raises(ValueError, match="has no readable config"):
         run_config_diff(a, summarize_run(damaged))
+
+
+# --------------------------------------------------------------------------- values read from disk are checked
+def _poison(run, where: str, field: str, raw: str) -> None:
+    """Put the JSON text ``raw`` (NaN, 1e20, "x", ...) under ``field`` of status.json, its results or config.json."""
+    path = run.config_path if where == "record" else run.status_path
+    data = json.loads(path.read_text())
+    target = data["results"] if where == "results" else data
+    target[field] = "@@"
+    path.write_text(json.dumps(data).replace('"@@"', raw))
+
+
+POISONS = [  # (file part, field, JSON text of the damaged value, what the reason quotes)
+    ("status", "step", "1e20", "1e+20"),
+    ("status", "step", "-3", "-3"),
+    ("status", "total_steps", str(10**30), str(10**30)),
+    ("status", "epoch", '"three"', "'three'"),
+    ("status", "finished", "Infinity", "inf"),
+    ("status", "error", "42", "42"),
+    ("results", "knn_accuracy", "NaN", "nan"),
+    ("results", "test_accuracy", "1.5", "1.5"),
+    ("results", "test_images", "-1", "-1"),
+    ("record", "kind", '["byol"]', "['byol']"),
+]
+
+
+@pytest.mark.parametrize("where, field, raw, shown", POISONS, ids=[f"{p[1]}={p[2]}" for p in POISONS])
+def test_a_damaged_value_on_disk_marks_its_run_damaged_naming_the_field(store, where, field, raw, shown):
+    good, bad = _finished(store), _finished(store)
+    _poison(bad, where, field, raw)
+    by_id = {s.id: s for s in list_summaries(store)}
+    damaged = by_id[bad.id]
+    assert damaged.damaged is not None and field in damaged.damaged and shown in damaged.damaged, damaged.damaged
+    assert damaged.state == "damaged" and not damaged.resumable and not damaged.usable_encoder
+    # Nothing of the bad value is passed on: every number the pages and the CLI show is in range.
+    for number in (damaged.steps_run, damaged.total_steps, damaged.epochs_run, damaged.metric, damaged.finished_at):
+        assert number is None or (0 <= number < 1e12), number
+    assert damaged.error is None or isinstance(damaged.error, str)
+    assert all(not isinstance(v, (int, float)) or 0 <= v <= 1 for k, v in damaged.results.items() if "accuracy" in k)
+    assert by_id[good.id].damaged is None and by_id[good.id].state == "finished" and by_id[good.id].steps_run == 12
+
+
+def test_a_config_seed_too_large_for_a_table_marks_the_run_damaged(store):
+    run = _finished(store)
+    record = json.loads(run.config_path.read_text())
+    record["config"]["seed"] = 10**30
+    run.config_path.write_text(json.dumps(record))
+    summary = summarize_run(run)
+    assert summary.damaged and "seed" in summary.damaged and summary.seed is None
+
+
+def test_metric_events_reach_charts_with_only_usable_numbers(store):
+    from byol_core.lab.summary import checked_event
+
+    event = {"kind": "step", "stage": "byol", "step": 1e20, "total_steps": 12, "loss": "high", "lr": 0.1,
+             "img_per_s": float("inf"), "val_knn_accuracy": float("nan"), "epoch": -1.0}
+    assert checked_event(event) == {"kind": "step", "stage": "byol", "total_steps": 12, "lr": 0.1}
+    fine = {"kind": "epoch", "stage": "byol", "epoch": 2, "step": 12, "total_steps": 12, "val_knn_accuracy": 0.5}
+    assert checked_event(fine) == fine
+
+
+def test_what_real_runs_write_is_never_taken_for_damage(store):
+    """The checks know every field of every stage's and study's results: none of them marks a good run damaged."""
+    from byol_core.studies import ablation, experiment, sweep
+
+    row = sweep.SweepRow(sweep.METHODS[0], 0.5, 12)
+    for seed, value in ((0, 0.8), (1, 0.9)):
+        row.add(seed, value, f"run-{seed}")
+    swept = sweep.SweepResult("s", "digits", "tiny", [0.5], [0, 1], 100, 20, ["b0", "b1"], [row], 3.5).to_dict()
+    cells = [ablation.AblationCell(m, aug, e, {0: 0.7, 1: 0.75}, {0: "r0", 1: "r1"})
+             for m in ablation.METHODS for aug in (ablation.FULL, ablation.NO_COLOUR) for e in ablation.EVALUATIONS]
+    ablated = ablation.AblationResult("a", "digits", [0, 1], 12, 100, cells, 2.0, "tiny").to_dict()
+    single = [ablation.AblationCell(m, aug, e, {0: 0.7}, {0: "r0"})
+              for m in ablation.METHODS for aug in (ablation.FULL, ablation.NO_COLOUR) for e in ablation.EVALUATIONS]
+    one_seed = ablation.AblationResult("a", "digits", [0], 12, 100, single, 2.0, "tiny").to_dict()
+    tried = experiment.ExperimentResult("e", "digits", 0.1, 12, 100,
+                                        [experiment.ExperimentRow("BYOL kNN", 0.8, "r", 1.0),
+                                         experiment.ExperimentRow("pixels", None, None, 0.1)], 2.0, "tiny").to_dict()
+    for results in (swept, ablated, one_seed, tried):
+        run = _finished(store)
+        run.set_status("finished", results=json.loads(json.dumps(results)))  # as it is stored
+        summary = summarize_run(run)
+        assert summary.damaged is None, summary.damaged
+        assert summary.results == json.loads(json.dumps(results))

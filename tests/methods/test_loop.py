@@ -73,10 +73,10 @@ def test_loop_reports_evaluates_and_checkpoints_through_the_stage_hooks():
     assert result.finished and result.step == 6 and not result.model.training
     kinds = [e if isinstance(e, tuple) else (e["kind"], e["step"]) for e in log]
     assert kinds == [("start", 0),
-                     ("step", 2), ("saved", 2), ("epoch", 2),
-                     ("step", 4), ("evaluate", False), ("saved", 4), ("epoch", 4),
-                     ("step", 6), ("saved", 6), ("epoch", 6)]
-    assert log[7]["score"] == 1.0 and "score" not in log[3]
+                     ("step", 2), ("epoch", 2), ("saved", 2),
+                     ("step", 4), ("evaluate", False), ("epoch", 4), ("saved", 4),
+                     ("step", 6), ("epoch", 6), ("saved", 6)]
+    assert log[6]["score"] == 1.0 and "score" not in log[2]
     assert {"lr", "loss", "img_per_s", "epoch"} <= log[1].keys()
 
     stop, resumed_log = threading.Event(), []
@@ -101,3 +101,33 @@ def test_nan_loss_stops_with_a_clear_message(cfg, splits, monkeypatch):
     monkeypatch.setattr(BYOL, "forward", poisoned)
     with pytest.raises(TrainingError, match=r"loss became nan at step .*lower learning rate \(python -m byol_core resume <run id> --set byol.optim.lr="):
         pretrain_byol(with_overrides(cfg, {"runtime.log_every": 1}), splits)
+
+
+class _Killed(BaseException):
+    """The process dying (kill -9) at this point: nothing after it runs."""
+
+
+def test_every_epoch_event_survives_a_kill_right_after_any_checkpoint():
+    """Killed just after each checkpoint in turn and resumed as the runner does (events after the checkpoint's
+    step dropped, the loop replaying from it): every step and epoch event is logged exactly once."""
+    plan = StepPlan.for_data(10, OptimConfig(batch_size=4, epochs=4))  # 2 steps an epoch, 8 in all
+    logged: list[dict] = []
+    checkpoint = None
+    for kill_at in (2, 4, 6, None):  # each epoch's checkpoint, then a run to the end
+        if checkpoint is not None:  # Run.keep_metrics_up_to: what the dead process logged after it is dropped
+            logged = [e for e in logged if e["step"] <= checkpoint["step"]]
+        saved: list[dict] = []
+
+        def save(state, kill_at=kill_at, saved=saved):
+            saved.append(state)
+            if state["step"] == kill_at:
+                raise _Killed
+
+        try:
+            loop.run_loop(_ToyHooks(plan, []), seed=0, log_every=1, checkpoint=checkpoint,
+                          callbacks=[logged.append], save_checkpoint=save)
+        except _Killed:
+            pass
+        checkpoint = saved[-1] if saved else checkpoint
+    assert [e["step"] for e in logged if e["kind"] == "step"] == list(range(1, 9))
+    assert [e["epoch"] for e in logged if e["kind"] == "epoch"] == [1, 2, 3, 4]
