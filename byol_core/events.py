@@ -25,7 +25,7 @@ Callback = Callable[[dict[str, Any]], None]  # receives every event, in order
 
 class _Start(TypedDict):
     kind: Literal["start"]
-    stage: str  # the loop's stage name ("byol", "linear", ...) or the study's
+    stage: str  # the loop's stage name (byol, linear, ...) or the study's
     step: int   # 0, or the checkpoint's step on a resume
     total_steps: int
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..events import EVAL
+from ..methods import supervised
 from ..methods.byol import pretrain_byol
 from ..methods.loop import TrainResult
 from ..methods.networks import build_encoder, encoder_state_dict
@@ -91,17 +92,17 @@ BYOL = Stage(
     curve_metric="val_knn_accuracy", pretraining=True, needs_labels=False, family="BYOL",
 )
 SCRATCH = Stage(
-    name="scratch", title="Supervised from scratch (baseline)", method="supervised from scratch",
-    body=_supervised("scratch"), run_kind="supervised", optim_section="supervised.optim",
+    name=supervised.SCRATCH, title="Supervised from scratch (baseline)", method="supervised from scratch",
+    body=_supervised(supervised.SCRATCH), run_kind="supervised", optim_section="supervised.optim",
 )
 FINETUNE = Stage(
-    name="finetune", title="Fine-tune a pretrained encoder (supervised)", method="BYOL fine-tuned",
-    body=_supervised("finetune"), run_kind="supervised", optim_section="supervised.optim",
+    name=supervised.FINETUNE, title="Fine-tune a pretrained encoder (supervised)", method="BYOL fine-tuned",
+    body=_supervised(supervised.FINETUNE), run_kind="supervised", optim_section="supervised.optim",
     source="required", family="BYOL",
 )
 LINEAR = Stage(
-    name="linear", title="Linear probe on a frozen pretrained encoder", method="BYOL linear probe",
-    body=_supervised("linear", checkpoints=False), run_kind="linear",
+    name=supervised.LINEAR, title="Linear probe on a frozen pretrained encoder", method="BYOL linear probe",
+    body=_supervised(supervised.LINEAR, checkpoints=False), run_kind=supervised.LINEAR,
     optim_section="supervised.linear_optim", source="required", family="BYOL",
     resumable=True,  # a stopped probe starts again: its features are recomputed, the head is cheap
 )

@@ -4,7 +4,7 @@ BYOL's linear evaluation (Grill et al. 2020, appendix C.1) picks the probe's reg
 held-out validation split. A probe is a linear layer on frozen, precomputed features, so training
 one head per weight decay in the same pass over the same batches costs almost nothing more, and
 each head learns exactly as it would alone (they share no parameter; Adam scales per element).
-:class:`LinearProbeHooks` runs them in the training loop for ``train_supervised(mode="linear")``.
+:class:`LinearProbeHooks` runs them in the training loop for ``train_supervised`` in its linear mode.
 """
 
 from __future__ import annotations
@@ -71,10 +71,11 @@ class LinearProbeHooks(LoopHooks):
     head with ``linear_optim.weight_decay``. Either way weight decay is an L2 penalty in the loss.
     """
 
-    name, optim_section = "linear", "supervised.linear_optim"
+    optim_section = "supervised.linear_optim"
 
-    def __init__(self, cfg: ExperimentConfig, splits: DataSplits, classifier: Classifier,
+    def __init__(self, name: str, cfg: ExperimentConfig, splits: DataSplits, classifier: Classifier,
                  device: torch.device) -> None:
+        self.name = name  # the mode it runs as (the ``stage`` of its events)
         size, bs = cfg.augment.image_size, cfg.eval.batch_size
         classifier.eval()
         train = splits.labelled_train

@@ -29,6 +29,9 @@ from .pretraining import images_on_device, prepare_runtime
 from .probe import LinearProbeHooks
 
 MAX_EVALS = 25  # validation evaluations (and checkpoints) per supervised run, at most
+# train_supervised's modes, spelled once: the lab's supervised stages are named after them.
+SCRATCH, FINETUNE, LINEAR = "scratch", "finetune", "linear"
+MODES = (SCRATCH, FINETUNE, LINEAR)
 
 
 class _SupervisedHooks(LoopHooks):
@@ -90,11 +93,11 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     if distributed.current().active:
         raise TrainingError("supervised training does not run under torchrun; start it with plain "
                             "`python -m byol_core`.")
-    if mode not in ("scratch", "finetune", "linear"):
-        raise ValueError(f"mode = {mode!r}; use 'scratch', 'finetune' or 'linear'.")
-    if mode == "finetune" and encoder_state is None:
+    if mode not in MODES:
+        raise ValueError(f"mode = {mode!r}; use {', '.join(map(repr, MODES))}.")
+    if mode == FINETUNE and encoder_state is None:
         raise ValueError("fine-tuning needs a BYOL encoder: pass the run to start from.")
-    if mode == "scratch" and encoder_state is not None:
+    if mode == SCRATCH and encoder_state is not None:
         raise ValueError("mode 'scratch' starts from random weights, yet an encoder was passed; "
                          "use mode 'finetune' to start from it.")
     if splits.num_classes < 2 or len(splits.labelled_train) == 0:
@@ -109,9 +112,9 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     model = Classifier(encoder, encoder.feature_dim(cfg.augment.image_size), splits.num_classes).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if mode == "linear":
+    if mode == LINEAR:
         checkpoint = save_checkpoint = None
-        hooks: LoopHooks = LinearProbeHooks(cfg, splits, model, device)
+        hooks: LoopHooks = LinearProbeHooks(mode, cfg, splits, model, device)
     else:
         hooks = _SupervisedHooks(cfg, splits, mode, model, device, bf16)
     result = run_loop(hooks, seed=cfg.seed, log_every=cfg.runtime.log_every, callbacks=callbacks,
@@ -125,4 +128,4 @@ def train_supervised(cfg: ExperimentConfig, splits: DataSplits, mode: str, *,
     return result
 
 
-__all__ = ["MAX_EVALS", "train_supervised"]
+__all__ = ["FINETUNE", "LINEAR", "MAX_EVALS", "MODES", "SCRATCH", "train_supervised"]
