@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .text import clipped as _shown
-from .text import json_nesting, parse_json
+from .text import clipped, json_nesting, parse_json
 
 
 class ConfigError(ValueError):
@@ -48,7 +47,7 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{name} = {_shown(value)} is not allowed; choose one of {list(choices)}.")
+        raise ConfigError(f"{name} = {clipped(value)} is not allowed; choose one of {list(choices)}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     lo, hi = meta.get("min"), meta.get("max")
@@ -56,14 +55,19 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{name} = nan is not a number; allowed range is [{lo}, {hi}].")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         lo_s, hi_s = ("-inf" if lo is None else lo), ("inf" if hi is None else hi)
-        raise ConfigError(f"{name} = {_shown(value)} is out of range; allowed range is [{lo_s}, {hi_s}].")
+        raise ConfigError(f"{name} = {clipped(value)} is out of range; allowed range is [{lo_s}, {hi_s}].")
+
+
+@functools.cache  # resolving annotations compiles each string anew: once per class, not per instance
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 class _Validated:
     """Mixin: range-check every field after construction, then run ``_check``."""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             value = _coerce(f"{type(self).__name__}.{f.name}", hints[f.name], value)
@@ -89,13 +93,13 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return value
         if isinstance(value, dict):
             return from_dict(hint, value, prefix=name)
-        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {_shown(value)}.")
+        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {clipped(value)}.")
     if hint is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{name} must be true or false, got {_shown(value)}.")
+        raise ConfigError(f"{name} must be true or false, got {clipped(value)}.")
     if hint is int:
         whole = int(value) if isinstance(value, float) and value.is_integer() else value
         if isinstance(value, str):
@@ -103,16 +107,16 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
                 whole = int(value)
         if isinstance(whole, int) and not isinstance(whole, bool):
             return whole
-        raise ConfigError(f"{name} must be a whole number, got {_shown(value)}.")
+        raise ConfigError(f"{name} must be a whole number, got {clipped(value)}.")
     if hint is float:
         if not isinstance(value, bool):
             with contextlib.suppress(ValueError, TypeError, OverflowError):  # e.g. None, "fast", 10**400
                 return float(value)
-        raise ConfigError(f"{name} must be a number, got {_shown(value)}.")
+        raise ConfigError(f"{name} must be a number, got {clipped(value)}.")
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{name} must be text, got {_shown(value)}.")
+        raise ConfigError(f"{name} must be text, got {clipped(value)}.")
     return value
 
 
@@ -287,7 +291,7 @@ class RuntimeConfig(_Validated):
 
     def _check(self) -> None:
         if not DEVICES.fullmatch(self.device):
-            raise ConfigError(f"RuntimeConfig.device = {_shown(self.device)} is not a device; use 'auto', 'cpu', "
+            raise ConfigError(f"RuntimeConfig.device = {clipped(self.device)} is not a device; use 'auto', 'cpu', "
                               "'cuda', 'cuda:<n>' (the GPU numbered n) or 'mps'.")
 
 
@@ -318,7 +322,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str | None = None) -> Any
     """Build ``cls`` from plain data, rejecting unknown keys by name."""
     prefix = prefix or cls.__name__
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix} must be an object, got {_shown(data)}.")
+        raise ConfigError(f"{prefix} must be an object, got {clipped(data)}.")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -372,7 +376,7 @@ def load_config(path: str | Path, cls: type = ExperimentConfig,
 def missing_fields(cls: type, data: Any, prefix: str = "") -> list[str]:
     """Dotted names of the fields of ``cls`` that ``data`` does not set (they take their defaults)."""
     out: list[str] = []
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
         if not isinstance(data, dict) or f.name not in data:
@@ -418,7 +422,7 @@ def _parse_value(raw: Any, key: str = "") -> Any:
     if raw.lower() in ("none", "null"):
         return None
     if json_nesting(raw) > MAX_NESTING:
-        raise ConfigError(f"--set {key}={_shown(raw, 20)}: the value is nested more than {MAX_NESTING} levels deep.")
+        raise ConfigError(f"--set {key}={clipped(raw, 20)}: the value is nested more than {MAX_NESTING} levels deep.")
     try:
         return json.loads(raw)
     except ValueError:  # plain text (or a number with more digits than Python converts): the field's type decides
@@ -438,7 +442,7 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
 
 def field_schema(cls: type) -> list[dict[str, Any]]:
     """Name, type, default and range of each field: what a UI needs to draw a control."""
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -411,6 +411,16 @@ class RunStore:
             raise FileNotFoundError(f"no run {run_id!r} in {self.root}/ (recent runs: {known}).")
         return Run(path)
 
+    def find(self, run_id: str) -> Run | None:
+        """:meth:`get` for a caller that only needs to know: None where ``get`` would refuse, and without
+        listing the store for an error message (summaries look up every run's source run)."""
+        if not run_id or _SAFE_ID.fullmatch(run_id) is None or len(run_id) > MAX_ID_CHARS:
+            return None
+        path = self.root / run_id
+        if not (path / "config.json").is_file() or _link_in(path) is not None:
+            return None
+        return Run(path)
+
     def list(self) -> list[Run]:
         """Runs, newest first; a folder that is a link or holds one is none (:meth:`get` says why)."""
         if not self.root.is_dir():

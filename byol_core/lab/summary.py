@@ -295,9 +295,8 @@ def _family_of(store: RunStore, source: str | None) -> str | None:
     """The method family ("BYOL", "SimCLR") of a run's source run, read from the source's config.json."""
     if not source:
         return None
-    try:
-        source_run = store.get(source)
-    except FileNotFoundError:  # not a run id, or no such run in the store
+    source_run = store.find(source)  # None: not a run id, or no such run in the store
+    if source_run is None:
         return None
     record, _ = read_json_object(source_run.config_path)
     name = stage_of_record(record) if record else None
