@@ -1,32 +1,23 @@
-"""Experiment configuration: small dataclasses validated at construction.
+"""Experiment configuration: small dataclasses validated at construction (:mod:`byol_core.schema`).
 
-Every numeric field carries its allowed range in ``dataclasses.field`` metadata
-(``min``, ``max``, ``choices``, ``help``, ``op``). The same schema drives
-validation here, ``--set`` parsing in the CLI and the controls the dashboard
-generates, so a range is written once.
+Every field carries its help and allowed range, so one schema drives validation, ``--set`` parsing in
+the CLI and the controls the dashboard generates. Also here: the config as JSON and overrides.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
-import math
 import re
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from .schema import ConfigError, Validated, from_dict, missing_fields
+from .schema import setting as _f
 from .text import clipped, json_nesting, parse_json
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, of the wrong type or out of range."""
-
 
 MAX_SEED = 2**32 - 1  # what every seeded generator takes (numpy's legacy seeding is the narrowest; torch's is 2**64)
 MAX_THREADS = 1024  # far above this torch's CPU thread pools fail to start ("could not create a primitive")
@@ -34,98 +25,14 @@ DEVICES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # what device.resolve_devi
 MAX_CONFIG_BYTES, MAX_NESTING = 2**20, 16  # the largest and deepest JSON read as a config
 
 
-def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-       choices: tuple | None = None, op: str | None = None) -> Any:
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "op": op}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
-    name = f"{owner}.{f.name}"
-    meta = f.metadata
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{name} = {clipped(value)} is not allowed; choose one of {list(choices)}.")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    lo, hi = meta.get("min"), meta.get("max")
-    if isinstance(value, float) and math.isnan(value):
-        raise ConfigError(f"{name} = nan is not a number; allowed range is [{lo}, {hi}].")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        lo_s, hi_s = ("-inf" if lo is None else lo), ("inf" if hi is None else hi)
-        raise ConfigError(f"{name} = {clipped(value)} is out of range; allowed range is [{lo_s}, {hi_s}].")
-
-
-@functools.cache  # resolving annotations compiles each string anew: once per class, not per instance
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-class _Validated:
-    """Mixin: range-check every field after construction, then run ``_check``."""
-
-    def __post_init__(self) -> None:
-        hints = _type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            value = _coerce(f"{type(self).__name__}.{f.name}", hints[f.name], value)
-            object.__setattr__(self, f.name, value)
-            _check_field(type(self).__name__, f, value)
-        self._check()
-
-    def _check(self) -> None:  # cross-field rules, overridden where needed
-        pass
-
-
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """Turn JSON/CLI values into the annotated type, or raise a ConfigError naming the field."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(name, non_none[0], value)
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if isinstance(value, dict):
-            return from_dict(hint, value, prefix=name)
-        raise ConfigError(f"{name} must be an object with the fields of {hint.__name__}, got {clipped(value)}.")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{name} must be true or false, got {clipped(value)}.")
-    if hint is int:
-        whole = int(value) if isinstance(value, float) and value.is_integer() else value
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):  # too many digits is a ValueError too
-                whole = int(value)
-        if isinstance(whole, int) and not isinstance(whole, bool):
-            return whole
-        raise ConfigError(f"{name} must be a whole number, got {clipped(value)}.")
-    if hint is float:
-        if not isinstance(value, bool):
-            with contextlib.suppress(ValueError, TypeError, OverflowError):  # e.g. None, "fast", 10**400
-                return float(value)
-        raise ConfigError(f"{name} must be a number, got {clipped(value)}.")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name} must be text, got {clipped(value)}.")
-    return value
-
-
 # --------------------------------------------------------------------------- data
 DATASETS = ("digits", "fashion-mnist", "cifar10", "stl10", "folder")
+LABELLED_SUBSETS = ("per seed", "fixed")
+DERIVED_FIELDS = ("data.subset_seed",)  # set from other fields (the run's seed): diffs and comparison keys skip them
 
 
 @dataclass(frozen=True)
-class DataConfig(_Validated):
+class DataConfig(Validated):
     name: str = _f("digits", "Data set to use.", choices=DATASETS)
     root: str = _f("data", "Where data sets are stored or downloaded to.")
     folder: str | None = _f(None, "Image folder for name='folder' (class subfolders optional).")
@@ -142,7 +49,18 @@ class DataConfig(_Validated):
     max_train_images: int | None = _f(None, "Cap on training images (None: all).", min=1)
     max_test_images: int | None = _f(None, "Cap on test images (None: all).", min=1)
     max_unlabeled_images: int | None = _f(None, "Cap on extra unlabeled images (STL10).", min=0)
-    split_seed: int = _f(0, "Seed of the train/test split, validation split and label subset.", min=0, max=MAX_SEED)
+    split_seed: int = _f(0, "Seed of the train/test split, validation split and caps (and of a fixed labelled "
+                            "subset).", min=0, max=MAX_SEED)
+    labelled_subset: str = _f("per seed", "Which training images keep their labels: 'per seed' draws a new "
+                                          "stratified subset with each training seed, so an interval over seeds "
+                                          "covers that draw too; 'fixed' keeps one subset for every seed.",
+                              choices=LABELLED_SUBSETS)
+    subset_seed: int = _f(0, "Seed of a 'per seed' labelled subset: the run's seed, set by ExperimentConfig.",
+                          min=0, max=MAX_SEED)
+    stratified_caps: bool = _f(True, "Caps on training, validation and test images keep each class's share "
+                                     "(off: a plain random draw).")
+    # Configs saved before these fields existed ran with one fixed subset and random caps; they load as such.
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"labelled_subset": "fixed", "stratified_caps": False}
 
     def _check(self) -> None:
         if self.name == "folder" and not self.folder:
@@ -152,7 +70,7 @@ class DataConfig(_Validated):
 
 # --------------------------------------------------------------------------- augmentation
 @dataclass(frozen=True)
-class ViewAugmentConfig(_Validated):
+class ViewAugmentConfig(Validated):
     """One view's random augmentations, in the order they are applied (BYOL paper, Table 6)."""
 
     crop_scale_min: float = _f(0.08, "Smallest crop area, as a share of the image.", min=0.01, max=1.0, op="crop")
@@ -186,7 +104,7 @@ AUGMENT_BACKENDS = ("kornia", "fast")
 
 
 @dataclass(frozen=True)
-class AugmentConfig(_Validated):
+class AugmentConfig(Validated):
     image_size: int = _f(32, "Side of the square views fed to the network, in pixels.", min=8, max=512)
     # 'fast' is proven distribution-equal to the Kornia reference (tests/test_augment.py) and is
     # several times faster; Kornia stays the reference and drives the dashboard's preview.
@@ -204,7 +122,7 @@ class AugmentConfig(_Validated):
 
 # --------------------------------------------------------------------------- model
 @dataclass(frozen=True)
-class ModelConfig(_Validated):
+class ModelConfig(Validated):
     backbone: str = _f("resnet18", "torchvision model name, or 'small-cnn' (a built-in 4-layer convnet).")
     small_stem: bool = _f(True, "3x3 stride-1 first conv and no max-pool, for 28-64 px images (ResNets).")
     hidden_layer: str | None = _f(None, "Name of the module whose output is the representation "
@@ -220,7 +138,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 
 
 @dataclass(frozen=True)
-class OptimConfig(_Validated):
+class OptimConfig(Validated):
     optimizer: str = _f("adam", "Optimizer.", choices=OPTIMIZERS)
     lr: float = _f(1e-4, "Peak learning rate.", min=1e-7, max=10.0)
     weight_decay: float = _f(0.0, "Weight decay.", min=0.0, max=1.0)
@@ -234,7 +152,7 @@ class OptimConfig(_Validated):
 
 
 @dataclass(frozen=True)
-class BYOLConfig(_Validated):
+class BYOLConfig(Validated):
     tau_base: float = _f(0.99, "EMA decay of the target at the start; rises to 1 on a cosine schedule.",
                          min=0.0, max=1.0)
     optim: OptimConfig = field(
@@ -245,14 +163,14 @@ class BYOLConfig(_Validated):
 
 
 @dataclass(frozen=True)
-class SimCLRConfig(_Validated):
+class SimCLRConfig(Validated):
     """SimCLR, the contrastive baseline; it trains with ``byol.optim`` so both methods get the same budget."""
 
     temperature: float = _f(0.1, "NT-Xent temperature: cosine similarities are divided by it.", min=1e-3, max=10.0)
 
 
 @dataclass(frozen=True)
-class SupervisedConfig(_Validated):
+class SupervisedConfig(Validated):
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, epochs=25),
         metadata={"help": "Supervised optimisation."},
@@ -269,14 +187,14 @@ class SupervisedConfig(_Validated):
 
 
 @dataclass(frozen=True)
-class EvalConfig(_Validated):
+class EvalConfig(Validated):
     knn_k: int = _f(20, "Neighbours used by the weighted kNN classifier.", min=1, max=1000)
     knn_temperature: float = _f(0.07, "Temperature of the kNN similarity weights.", min=1e-3, max=10.0)
     batch_size: int = _f(512, "Images per batch when embedding.", min=1, max=65536)
 
 
 @dataclass(frozen=True)
-class RuntimeConfig(_Validated):
+class RuntimeConfig(Validated):
     device: str = _f("auto", "'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps'.")
     precision: str = _f("auto", "'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), "
                                 "'bf16' or 'fp32'.",
@@ -296,7 +214,7 @@ class RuntimeConfig(_Validated):
 
 
 @dataclass(frozen=True)
-class ExperimentConfig(_Validated):
+class ExperimentConfig(Validated):
     name: str = _f("run", "Name shown for the run.")
     seed: int = _f(0, "Random seed of training.", min=0, max=MAX_SEED)
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data set and splits."})
@@ -311,23 +229,17 @@ class ExperimentConfig(_Validated):
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Evaluation."})
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig, metadata={"help": "Device and precision."})
 
+    def _check(self) -> None:
+        # The labelled subset is part of the data, drawn before training: 'per seed' ties its seed to the run's.
+        subset_seed = self.seed if self.data.labelled_subset == "per seed" else 0
+        if self.data.subset_seed != subset_seed:
+            object.__setattr__(self, "data", dataclasses.replace(self.data, subset_seed=subset_seed))
+
 
 # --------------------------------------------------------------------------- helpers
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain JSON-able data."""
     return dataclasses.asdict(cfg)
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str | None = None) -> Any:
-    """Build ``cls`` from plain data, rejecting unknown keys by name."""
-    prefix = prefix or cls.__name__
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix} must be an object, got {clipped(data)}.")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{prefix} has no field {unknown[0]!r}; known fields: {sorted(names)}.")
-    return cls(**data)
 
 
 def to_json(cfg: Any) -> str:
@@ -371,19 +283,6 @@ def load_config(path: str | Path, cls: type = ExperimentConfig,
     if missing and on_defaults is not None:
         on_defaults(missing)
     return cfg
-
-
-def missing_fields(cls: type, data: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields of ``cls`` that ``data`` does not set (they take their defaults)."""
-    out: list[str] = []
-    hints = _type_hints(cls)
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}{f.name}"
-        if not isinstance(data, dict) or f.name not in data:
-            out.append(name)
-        elif dataclasses.is_dataclass(hints[f.name]):
-            out.extend(missing_fields(hints[f.name], data[f.name], name + "."))
-    return out
 
 
 def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
@@ -440,11 +339,3 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
     return out
 
 
-def field_schema(cls: type) -> list[dict[str, Any]]:
-    """Name, type, default and range of each field: what a UI needs to draw a control."""
-    hints = _type_hints(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append({"name": f.name, "type": hints[f.name], "default": default, **f.metadata})
-    return rows

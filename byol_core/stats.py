@@ -1,20 +1,37 @@
-"""Spread and significance for reported numbers: t-intervals over seeds, intervals over test images, comparisons.
+"""Spread and significance for reported numbers: one procedure over every source of noise.
 
-A number without its spread is an anecdote: accuracies go out with n and a confidence interval, and "better"
-is only claimed when the interval of the difference excludes zero. Pure functions on numpy arrays.
+A number without its spread is an anecdote. A test accuracy moves with the training seed, with which
+images were labelled (the labelled subset is drawn per seed) and with which images happen to be in the
+test set. With each run's per-image correctness on the same test images, :func:`accuracy_summary` and
+:func:`difference` put all three in one interval:
+
+- one seed: the test images alone (Wilson interval of an accuracy; exact McNemar for a difference, whose
+  interval and p-value come from the same binomial test);
+- two or more seeds: the seed part (per-seed values, Student t with n - 1 degrees of freedom) and the
+  test-image part (per-image values averaged over seeds, normal) added in quadrature. The p-value is the
+  level at which that interval just touches zero, so "better", the interval and p always agree.
+
+"Better" is claimed only when the interval of the difference excludes zero; secondary comparisons are
+judged on Holm-adjusted p-values (:func:`adjust_holm`). Without per-image scores (:func:`summarize`,
+:func:`compare`) only the seeds are covered, and the text says so. Pure functions on numpy arrays.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 ArrayLike = Sequence[float] | np.ndarray
 NOISE_VERDICT = "inside the noise ({label} of the difference includes 0)"
-SEED_METHODS = {"t", "paired t"}  # n counts seeds; for the other methods it counts test images
+SEEDS_AND_IMAGES = "seeds and test images"
+SEED_METHODS = {"t", "paired t", SEEDS_AND_IMAGES}  # n counts seeds; for "wilson" it counts test images
+ENOUGH_SEEDS = 3  # below this an interval over seeds is too wide to read
+MAX_SEEDS_SUGGESTED = 100
 
 
 @dataclass(frozen=True)
@@ -22,10 +39,14 @@ class Summary:
     """A value with its spread.
 
     ``method`` says where the interval comes from: ``"t"`` (Student t over seeds), ``"paired t"`` (over paired
-    seed differences), ``"bootstrap"`` / ``"paired bootstrap"`` (over test images), ``"wilson"`` (binomial over
-    test images) or ``"single"`` (one value, no interval: ``low``/``high``/``half_width`` are None).
-    ``n`` counts seeds for t methods and test images otherwise. ``std`` is the sample std (ddof=1) over seeds,
-    or the standard error of the accuracy for the per-image methods.
+    seed differences), ``"wilson"`` (one run, binomial over its test images), ``"exact McNemar"`` (one seed per
+    arm, over discordant test images), ``"seeds and test images"`` (two or more seeds with per-image scores)
+    or ``"single"`` (one value, no interval: ``low``/``high``/``half_width`` are None). ``n`` counts seeds,
+    except for a bare :func:`wilson_interval` (test images); ``images`` is the test-set size where per-image
+    scores were used. ``std`` is the sample std (ddof=1) over seeds, or the standard error of one run's value.
+    ``low``/``high`` are raw: the formatting functions clip them to what the value can be.
+    ``seed_std``/``test_half``: the two parts of a seeds-and-images interval (what more seeds can narrow,
+    and what they cannot).
     """
 
     n: int
@@ -36,6 +57,9 @@ class Summary:
     half_width: float | None
     method: str
     confidence: float = 0.95
+    images: int | None = None
+    seed_std: float | None = None
+    test_half: float | None = None
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -47,6 +71,7 @@ class Summary:
         return asdict(self)
 
 
+# --------------------------------------------------------------------------- input checks
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
@@ -64,47 +89,30 @@ def _as_values(values: ArrayLike, name: str = "values") -> np.ndarray:
 
 
 def _as_correct(correct: ArrayLike, name: str = "correct") -> np.ndarray:
-    array = _as_values(correct, name)
+    """Per-image correctness as a (seeds, images) bool matrix; one run's 1-D row becomes one seed."""
+    array = np.asarray(correct, dtype=float)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"{name} must be per-image correctness, one row per seed; got shape {array.shape}")
     if not np.all((array == 0) | (array == 1)):
         raise ValueError(f"{name} must hold per-image correctness (bool or 0/1)")
     return array.astype(bool)
 
 
-def _check_same_length(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    if a.size != b.size:
-        raise ValueError(f"{what} must be paired: got {a.size} and {b.size} values")
+def _check_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{what} must be paired (same seeds, same test images): got shapes {a.shape} and {b.shape}")
 
 
-def _t_summary(values: np.ndarray, confidence: float, method: str) -> Summary:
-    n, mean = values.size, float(values.mean())
-    if n == 1:
-        return Summary(1, mean, 0.0, None, None, None, "single", confidence)
-    std = float(values.std(ddof=1))
-    half = float(sps.t.ppf((1.0 + confidence) / 2.0, n - 1) * std / np.sqrt(n))
-    return Summary(n, mean, std, mean - half, mean + half, half, method, confidence)
+def _quantiles(confidence: float, seeds: int) -> tuple[float, float]:
+    """Student t (seed part, ``seeds - 1`` degrees of freedom) and normal (test-image part) quantiles."""
+    q = (1.0 + confidence) / 2.0
+    return float(sps.t.ppf(q, seeds - 1)) if seeds > 1 else math.inf, float(sps.norm.ppf(q))
 
 
-def _percentile_summary(n: int, mean: float, draws: np.ndarray, confidence: float, method: str) -> Summary:
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = (float(x) for x in np.percentile(draws, [tail, 100.0 - tail]))
-    return Summary(n, mean, float(draws.std(ddof=1)), low, high, (high - low) / 2.0, method, confidence)
-
-
-def bootstrap_accuracy_ci(correct: ArrayLike, n_boot: int = 2000, seed: int = 0,
-                          confidence: float = 0.95) -> Summary:
-    """Percentile-bootstrap interval of one run's accuracy, resampling its test images.
-
-    Resampling n images with replacement and averaging correctness is exactly a Binomial(n, acc)/n draw, so
-    we draw that directly: same distribution, no n_boot x n index matrix.
-    """
-    _check_confidence(confidence)
-    hits = _as_correct(correct)
-    accuracy = float(hits.mean())
-    draws = np.random.default_rng(seed).binomial(hits.size, accuracy, size=n_boot) / hits.size
-    return _percentile_summary(hits.size, accuracy, draws, confidence, "bootstrap")
-
-
-def wilson_interval(n_correct: int, n_test: int, confidence: float = 0.95) -> Summary:
+# --------------------------------------------------------------------------- one accuracy
+def wilson_interval(n_correct: float, n_test: int, confidence: float = 0.95) -> Summary:
     """Wilson score interval of an accuracy of ``n_correct`` out of ``n_test`` images (sound near 0 and 1)."""
     _check_confidence(confidence)
     if n_test <= 0:
@@ -116,7 +124,8 @@ def wilson_interval(n_correct: int, n_test: int, confidence: float = 0.95) -> Su
     centre = (p + z * z / (2 * n_test)) / (1 + z * z / n_test)
     half = z * np.sqrt(p * (1 - p) / n_test + z * z / (4 * n_test**2)) / (1 + z * z / n_test)
     std = float(np.sqrt(p * (1 - p) / n_test))
-    return Summary(n_test, p, std, float(centre - half), float(centre + half), float(half), "wilson", confidence)
+    return Summary(n_test, p, std, float(centre - half), float(centre + half), float(half), "wilson", confidence,
+                   images=n_test)
 
 
 def binomial_half_width(n_test: int, accuracy: float = 0.5, confidence: float = 0.95) -> float:
@@ -132,62 +141,137 @@ def binomial_half_width(n_test: int, accuracy: float = 0.5, confidence: float = 
     return float(sps.norm.ppf((1.0 + confidence) / 2.0) * np.sqrt(accuracy * (1 - accuracy) / n_test))
 
 
-def summarize(values: ArrayLike, confidence: float = 0.95, correct: ArrayLike | None = None) -> Summary:
-    """Mean of per-seed values with a t-interval (n >= 2).
+def accuracy_summary(correct: ArrayLike, confidence: float = 0.95) -> Summary:
+    """Mean accuracy of one method over seeds, with an interval covering the seeds and the test images.
 
-    With one value the interval is undefined (method ``"single"``) unless ``correct``, that run's per-image
-    correctness, is given: then the interval is bootstrapped over its test images.
+    ``correct``: per-image correctness, one row per seed, every row on the same test images. One seed gives
+    the Wilson interval of its test images. More add the seed part (t over the per-seed accuracies) to each
+    side of the Wilson interval at the mean, in quadrature: the test set is shared by every seed, so its
+    noise never averages out, however many seeds run.
     """
     _check_confidence(confidence)
-    array = _as_values(values)
-    if array.size == 1 and correct is not None:
-        result = bootstrap_accuracy_ci(correct, confidence=confidence)
-        if abs(result.mean - array[0]) > 1e-6:
-            raise ValueError(f"correct gives accuracy {result.mean:.6f} but the value is {array[0]:.6f}")
-        return result
-    return _t_summary(array, confidence, "t")
+    hits = _as_correct(correct)
+    seeds, images = hits.shape
+    per_seed = hits.mean(axis=1)
+    mean = float(per_seed.mean())
+    wilson = wilson_interval(mean * images, images, confidence)
+    if seeds == 1:
+        return replace(wilson, n=1, test_half=wilson.half_width)
+    t_q, _ = _quantiles(confidence, seeds)
+    seed_std = float(per_seed.std(ddof=1))
+    seed_half = t_q * seed_std / math.sqrt(seeds)
+    low = mean - math.hypot(mean - wilson.low, seed_half)
+    high = mean + math.hypot(wilson.high - mean, seed_half)
+    return Summary(seeds, mean, seed_std, low, high, (high - low) / 2.0, SEEDS_AND_IMAGES, confidence,
+                   images=images, seed_std=seed_std, test_half=wilson.half_width)
 
 
-def paired_difference(a_values: ArrayLike, b_values: ArrayLike, confidence: float = 0.95) -> Summary:
-    """Mean of ``a - b`` over paired seeds (same seed for both arms) with its t-interval."""
+def _t_summary(values: np.ndarray, confidence: float, method: str) -> Summary:
+    n, mean = values.size, float(values.mean())
+    if n == 1:
+        return Summary(1, mean, 0.0, None, None, None, "single", confidence)
+    std = float(values.std(ddof=1))
+    half = float(sps.t.ppf((1.0 + confidence) / 2.0, n - 1) * std / np.sqrt(n))
+    return Summary(n, mean, std, mean - half, mean + half, half, method, confidence, seed_std=std)
+
+
+def summarize(values: ArrayLike, confidence: float = 0.95) -> Summary:
+    """Mean of per-seed values with a t-interval over the seeds alone (n >= 2; one value: no interval).
+
+    For accuracies prefer :func:`accuracy_summary`: this leaves out test-set noise.
+    """
     _check_confidence(confidence)
-    a, b = _as_values(a_values, "a_values"), _as_values(b_values, "b_values")
-    _check_same_length(a, b, "a_values and b_values")
-    return _t_summary(a - b, confidence, "paired t")
+    return _t_summary(_as_values(values), confidence, "t")
 
 
+# --------------------------------------------------------------------------- differences
 @dataclass(frozen=True)
 class McNemar:
-    """Exact McNemar test: ``b`` images only A got right, ``c`` only B; p is two-sided."""
+    """Exact McNemar test: ``b`` images only A got right, ``c`` only B; p is two-sided (central)."""
 
     b: int
     c: int
     p_value: float
 
 
+def _binomial_p(successes: int, trials: int) -> float:
+    """Two-sided exact p of ``successes`` in ``trials`` at 1/2: twice the smaller tail (the Clopper-Pearson rule)."""
+    if trials == 0:
+        return 1.0
+    tail = min(sps.binom.cdf(successes, trials, 0.5), sps.binom.sf(successes - 1, trials, 0.5))
+    return float(min(1.0, 2.0 * tail))
+
+
 def mcnemar(correct_a: ArrayLike, correct_b: ArrayLike) -> McNemar:
     """Exact (binomial) McNemar test for two classifiers scored on the same test images."""
     a, b = _as_correct(correct_a, "correct_a"), _as_correct(correct_b, "correct_b")
-    _check_same_length(a, b, "correct_a and correct_b")
+    _check_same_shape(a, b, "correct_a and correct_b")
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    if only_a + only_b == 0:
-        return McNemar(0, 0, 1.0)
-    return McNemar(only_a, only_b, float(sps.binomtest(only_a, only_a + only_b, 0.5).pvalue))
+    return McNemar(only_a, only_b, _binomial_p(only_a, only_a + only_b))
 
 
-def _paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, confidence: float) -> Summary:
-    # Only discordant images move a - b, so resampling images is a multinomial draw over (only A, only B, rest).
-    n = a.size
-    cells = np.array([np.sum(a & ~b), np.sum(~a & b), 0.0])
-    cells[2] = n - cells[0] - cells[1]
-    counts = np.random.default_rng(seed).multinomial(n, cells / n, size=n_boot)
-    draws = (counts[:, 0] - counts[:, 1]) / n
-    return _percentile_summary(n, float(a.mean() - b.mean()), draws, confidence, "paired bootstrap")
+def _mcnemar_summary(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[Summary, float]:
+    """One seed a side: the difference's interval from the Clopper-Pearson interval of the discordant share.
+
+    Given d discordant images, of which A alone got ``only_a`` right, a - b = d / n * (2 pi - 1); the interval
+    of pi excludes 1/2 exactly when the exact test's p is below 1 - confidence.
+    """
+    test = mcnemar(a, b)
+    n, discordant = a.size, test.b + test.c
+    mean = (test.b - test.c) / n
+    std = math.sqrt(discordant) / n  # the normal-approximation standard error of (b - c) / n
+    if discordant == 0:
+        return Summary(1, 0.0, 0.0, 0.0, 0.0, 0.0, "exact McNemar", confidence, images=n, test_half=0.0), 1.0
+    alpha = 1.0 - confidence
+    low_pi = float(sps.beta.ppf(alpha / 2, test.b, test.c + 1)) if test.b > 0 else 0.0
+    high_pi = float(sps.beta.ppf(1 - alpha / 2, test.b + 1, test.c)) if test.c > 0 else 1.0
+    low, high = discordant / n * (2 * low_pi - 1), discordant / n * (2 * high_pi - 1)
+    return Summary(1, mean, std, low, high, (high - low) / 2, "exact McNemar", confidence, images=n,
+                   test_half=(high - low) / 2), test.p_value
+
+
+def _two_part_half(alpha: float, seeds: int, seed_se: float, image_se: float) -> float:
+    q = 1.0 - alpha / 2.0
+    return math.hypot(float(sps.t.ppf(q, seeds - 1)) * seed_se, float(sps.norm.ppf(q)) * image_se)
+
+
+def _two_part_p(mean: float, seeds: int, seed_se: float, image_se: float) -> float:
+    """The level at which the two-part interval just reaches zero (its half-width falls as alpha grows)."""
+    if mean == 0.0:
+        return 1.0
+    gap = abs(mean)
+
+    def excess(log_alpha: float) -> float:
+        return _two_part_half(math.exp(log_alpha), seeds, seed_se, image_se) - gap
+
+    if excess(math.log(1e-300)) <= 0:
+        return 1e-300  # beyond what a float p can say
+    if excess(-1e-12) >= 0:
+        return 1.0
+    return math.exp(optimize.brentq(excess, math.log(1e-300), -1e-12, xtol=1e-10))
+
+
+def _seeds_and_images_summary(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[Summary, float]:
+    diff = a.astype(np.int8) - b.astype(np.int8)  # (seeds, images), each -1, 0 or 1
+    seeds, images = diff.shape
+    per_seed, per_image = diff.mean(axis=1), diff.mean(axis=0)
+    mean = float(per_seed.mean())
+    seed_std = float(per_seed.std(ddof=1))
+    seed_se, image_se = seed_std / math.sqrt(seeds), float(per_image.std(ddof=1)) / math.sqrt(images)
+    half = _two_part_half(1.0 - confidence, seeds, seed_se, image_se)
+    test_half = float(sps.norm.ppf((1.0 + confidence) / 2.0)) * image_se
+    p_value = _two_part_p(mean, seeds, seed_se, image_se) if half > 0 else (1.0 if mean == 0 else 0.0)
+    summary = Summary(seeds, mean, seed_std, mean - half, mean + half, half, SEEDS_AND_IMAGES, confidence,
+                      images=images, seed_std=seed_std, test_half=test_half)
+    return summary, p_value
 
 
 @dataclass(frozen=True)
 class Difference:
-    """``a - b`` with its interval, a p-value where a test applies, and the verdict in words."""
+    """``a - b`` with its interval, the p-value of the same procedure, and the verdict in words.
+
+    ``adjusted_p``: Holm-adjusted p of a secondary comparison (:func:`adjust_holm`); when set, it decides.
+    """
 
     a_name: str
     b_name: str
@@ -195,10 +279,14 @@ class Difference:
     p_value: float | None
     test: str
     verdict: str
+    adjusted_p: float | None = None
+    correction: str = ""
 
     @property
     def significant(self) -> bool:
-        """True only when the interval of the difference excludes zero."""
+        """True only when the difference is told from zero: interval excludes it (Holm-adjusted p, if any)."""
+        if self.adjusted_p is not None:
+            return self.adjusted_p < 1.0 - self.difference.confidence
         ci = self.difference.ci
         return ci is not None and (ci[0] > 0 or ci[1] < 0)
 
@@ -210,64 +298,214 @@ def _confidence_label(confidence: float) -> str:
     return f"{confidence * 100:g}% CI"
 
 
-def _verdict(diff: Summary, a_name: str, b_name: str) -> str:
+def _verdict(diff: Summary, a_name: str, b_name: str, p_value: float | None, adjusted: float | None = None,
+             correction: str = "") -> str:
     label = _confidence_label(diff.confidence)
-    if diff.ci is None:
+    if diff.ci is None or p_value is None:
+        if diff.std == 0 and diff.n > 1:
+            return ("undetermined: every seed gave the same difference and no per-image scores were given, "
+                    "so the test-set noise is unknown")
         return "undetermined (n=1, no interval: run more seeds or score per image)"
-    if diff.ci[0] > 0:
-        return f"{a_name} better ({label} of the difference excludes 0)"
-    if diff.ci[1] < 0:
-        return f"{b_name} better ({label} of the difference excludes 0)"
+    if diff.half_width == 0 and diff.mean == 0:
+        return "no difference: both got exactly the same test images right"
+    alpha = 1.0 - diff.confidence
+    winner = a_name if diff.mean > 0 else b_name
+    if adjusted is not None:
+        if adjusted < alpha:
+            return f"{winner} better ({correction}-adjusted p = {adjusted:.3g} < {alpha:g})"
+        return f"inside the noise ({correction}-adjusted p = {adjusted:.3g})"
+    if diff.ci[0] > 0 or diff.ci[1] < 0:
+        return f"{winner} better ({label} of the difference excludes 0)"
     return NOISE_VERDICT.format(label=label)
+
+
+def difference(correct_a: ArrayLike, correct_b: ArrayLike, a_name: str = "BYOL", b_name: str = "baseline",
+               confidence: float = 0.95) -> Difference:
+    """A minus B from per-image correctness, one row per seed (row i of both from the same seed, so the
+    same labelled subset), every row on the same test images.
+
+    One seed: exact McNemar gives the interval and p. Two or more: seeds and test images in one interval
+    (module docstring), p where that interval reaches zero.
+    """
+    _check_confidence(confidence)
+    a, b = _as_correct(correct_a, "correct_a"), _as_correct(correct_b, "correct_b")
+    _check_same_shape(a, b, "correct_a and correct_b")
+    if a.shape[0] == 1:
+        summary, p_value = _mcnemar_summary(a[0], b[0], confidence)
+        test = "exact McNemar"
+    else:
+        summary, p_value = _seeds_and_images_summary(a, b, confidence)
+        test = SEEDS_AND_IMAGES
+    return Difference(a_name, b_name, summary, p_value, test, _verdict(summary, a_name, b_name, p_value))
+
+
+def paired_difference(a_values: ArrayLike, b_values: ArrayLike, confidence: float = 0.95) -> Summary:
+    """Mean of ``a - b`` over paired seeds (same seed for both arms) with its t-interval (seeds only)."""
+    _check_confidence(confidence)
+    a, b = _as_values(a_values, "a_values"), _as_values(b_values, "b_values")
+    _check_same_shape(a, b, "a_values and b_values")
+    return _t_summary(a - b, confidence, "paired t")
 
 
 def compare(a_values: ArrayLike, b_values: ArrayLike, a_name: str = "BYOL", b_name: str = "baseline",
             correct_a: ArrayLike | None = None, correct_b: ArrayLike | None = None,
-            confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Difference:
+            confidence: float = 0.95) -> Difference:
     """Compare A against B run on the same seeds.
 
-    Two or more paired seeds: paired t-interval and paired t-test. A single seed each: with per-image correctness
-    on the same test images, a paired bootstrap interval and the exact McNemar test; without it, no interval.
+    With per-image correctness (one row per seed) this is :func:`difference`. With per-seed values alone the
+    interval is the paired t over seeds, which leaves out the test images; when every seed gave the same
+    difference that interval is zero wide and says nothing, so there is no verdict.
     """
-    _check_confidence(confidence)
+    if correct_a is not None and correct_b is not None:
+        return difference(correct_a, correct_b, a_name, b_name, confidence)  # the values follow from these
     diff = paired_difference(a_values, b_values, confidence)
-    p_value, test = None, "none"
-    if diff.n >= 2:
-        a, b = _as_values(a_values), _as_values(b_values)
-        # Identical differences on every seed leave t undefined (0/0); report the limit instead of NaN.
-        p_value = float(sps.ttest_rel(a, b).pvalue) if diff.std > 0 else (1.0 if diff.mean == 0 else 0.0)
-        test = "paired t"
-    elif correct_a is not None and correct_b is not None:
-        hits_a, hits_b = _as_correct(correct_a, "correct_a"), _as_correct(correct_b, "correct_b")
-        p_value, test = mcnemar(hits_a, hits_b).p_value, "exact McNemar"
-        diff = _paired_bootstrap(hits_a, hits_b, n_boot, seed, confidence)
-    return Difference(a_name, b_name, diff, p_value, test, _verdict(diff, a_name, b_name))
+    p_value = None
+    if diff.n >= 2 and diff.std > 0:
+        p_value = float(sps.ttest_rel(_as_values(a_values), _as_values(b_values)).pvalue)
+    else:
+        diff = replace(diff, low=None, high=None, half_width=None)
+    return Difference(a_name, b_name, diff, p_value, "paired t" if p_value is not None else "none",
+                      _verdict(diff, a_name, b_name, p_value))
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: p-values that keep the family-wise error rate across the comparisons."""
+    order = np.argsort(p_values, kind="stable")
+    m, running, adjusted = len(p_values), 0.0, [0.0] * len(p_values)
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted
+
+
+def adjust_holm(results: Sequence[Difference]) -> list[Difference]:
+    """Secondary comparisons with Holm-adjusted p-values deciding their verdicts (those without p unchanged)."""
+    tested = [i for i, r in enumerate(results) if r.p_value is not None]
+    adjusted = holm([results[i].p_value for i in tested])
+    out = list(results)
+    correction = "Holm"
+    for i, p in zip(tested, adjusted, strict=True):
+        r = results[i]
+        out[i] = replace(r, adjusted_p=p, correction=f"{correction} over {len(tested)}",
+                         verdict=_verdict(r.difference, r.a_name, r.b_name, r.p_value, p, correction))
+    return out
+
+
+# --------------------------------------------------------------------------- how many seeds
+def seeds_needed(seed_std: float, target_half: float, test_half: float = 0.0, confidence: float = 0.95) -> int | None:
+    """The fewest seeds (>= 3) whose interval, with this seed spread and test-set part, is at most ``target_half``.
+
+    None when no number of seeds up to 100 gets there (e.g. the test set's own noise is wider than the target).
+    """
+    if test_half >= target_half:
+        return None
+    q = (1.0 + confidence) / 2.0
+    for n in range(ENOUGH_SEEDS, MAX_SEEDS_SUGGESTED + 1):
+        if math.hypot(float(sps.t.ppf(q, n - 1)) * seed_std / math.sqrt(n), test_half) <= target_half:
+            return n
+    return None
+
+
+def too_few_seeds_note(summary: Summary, target_half: float | None = None, percent: bool = True) -> str | None:
+    """What to say of an interval over fewer than three seeds (None for three or more, or no seeds at all).
+
+    ``target_half``: the half-width worth reaching (default: 1 point for an accuracy).
+    """
+    if summary.method not in SEED_METHODS and summary.method != "exact McNemar" and summary.method != "wilson":
+        return None
+    if summary.n >= ENOUGH_SEEDS:
+        return None
+    scale = 100.0 if percent else 1.0
+    target = 0.01 if target_half is None else target_half
+    if summary.n < 2 or summary.seed_std is None:
+        return (f"{summary.n} seed: the interval covers the test images only, not the training seed or which "
+                f"images were labelled. Run at least {ENOUGH_SEEDS} seeds to read it.")
+    half = "" if summary.half_width is None else f" (±{summary.half_width * scale:.1f})"
+    needed = seeds_needed(summary.seed_std, target, summary.test_half or 0.0, summary.confidence)
+    goal = f"±{target * scale:.1f}" + (" points" if percent else "")
+    if needed is None:
+        return (f"{summary.n} seeds: too few to read this interval{half}; with the spread seen so far, more than "
+                f"{MAX_SEEDS_SUGGESTED} seeds (or more test images) would be needed to narrow it to {goal}.")
+    return (f"{summary.n} seeds: too few to read this interval{half}; with the spread seen so far, about {needed} "
+            f"seeds would narrow it to {goal}.")
+
+
+# --------------------------------------------------------------------------- text
 def _units(percent: bool, digits: int | None) -> tuple[float, int]:
     return (100.0, 1 if digits is None else digits) if percent else (1.0, 3 if digits is None else digits)
 
 
 def _spread_label(summary: Summary) -> str:
-    count = f"n={summary.n}" if summary.method in SEED_METHODS else f"{summary.method}, n={summary.n} images"
-    return f"({_confidence_label(summary.confidence)}, {count})"
+    if summary.method == "wilson" and summary.n == summary.images:
+        return f"({_confidence_label(summary.confidence)}, wilson, n={summary.n} images)"
+    seeds = f"{summary.n} seed{'s' if summary.n != 1 else ''}"
+    what = f"{seeds} × {summary.images:,} test images" if summary.images else f"n={summary.n}, seeds only"
+    return f"({_confidence_label(summary.confidence)}, {what})"
+
+
+def clipped_interval(summary: Summary, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float] | None:
+    """The interval inside what the value can be (an accuracy 0-1, a difference of two -1 to 1)."""
+    if summary.ci is None:
+        return None
+    return max(summary.ci[0], bounds[0]), min(summary.ci[1], bounds[1])
+
+
+def _half_text(half: float, scale: float, digits: int) -> str:
+    # Never "± 0.0" for a spread that is not exactly zero: show digits until it reads as what it is.
+    for more in range(digits, digits + 3):
+        if round(half * scale, more) > 0:
+            return f"{half * scale:.{more}f}"
+    return f"{half * scale:.{digits}f}" if half == 0 else f"<{10 ** -(digits + 2):g}"
+
+
+def interval_text(summary: Summary, percent: bool = True, digits: int | None = None,
+                  bounds: tuple[float, float] = (0.0, 1.0), signed: bool = False) -> str:
+    """``91.2% ± 1.3`` for an interval symmetric inside ``bounds``; ``100.0% (72.2 to 100.0)`` otherwise.
+
+    Clipped to ``bounds``; :func:`raw_interval_text` gives the raw ends for a tooltip.
+    """
+    scale, digits = _units(percent, digits)
+    sign = "+" if signed else ""
+    value = f"{summary.mean * scale:{sign}.{digits}f}{'%' if percent and not signed else ''}"
+    shown = clipped_interval(summary, bounds)
+    if shown is None or summary.half_width is None:
+        return value
+    low, high = shown
+    below, above = round((summary.mean - low) * scale, digits), round((high - summary.mean) * scale, digits)
+    if below == above and shown == summary.ci:
+        return f"{value} ± {_half_text(summary.half_width, scale, digits)}"
+    return f"{value} ({low * scale:{sign}.{digits}f} to {high * scale:{sign}.{digits}f})"
+
+
+def raw_interval_text(summary: Summary, percent: bool = True, digits: int | None = None) -> str:
+    """The unclipped interval and how it was computed, for a tooltip."""
+    scale, digits = _units(percent, digits)
+    if summary.ci is None:
+        return f"no interval (n={summary.n})"
+    return (f"raw {_confidence_label(summary.confidence)}: {summary.ci[0] * scale:.{digits}f} to "
+            f"{summary.ci[1] * scale:.{digits}f} ({summary.method}; shown clipped to the possible range)")
 
 
 def format_ci(summary: Summary, percent: bool = True, digits: int | None = None) -> str:
-    """``91.2% ± 1.4 (95% CI, n=3)``: the half-width is in points; one value reads ``91.2% (n=1, no interval)``."""
+    """``91.2% ± 1.3 (95% CI, 5 seeds × 10,000 test images)``; one value reads ``91.2% (n=1, no interval)``."""
     scale, digits = _units(percent, digits)
-    value = f"{summary.mean * scale:.{digits}f}{'%' if percent else ''}"
     if summary.half_width is None:
-        return f"{value} (n={summary.n}, no interval)"
-    return f"{value} ± {summary.half_width * scale:.{digits}f} {_spread_label(summary)}"
+        return f"{summary.mean * scale:.{digits}f}{'%' if percent else ''} (n={summary.n}, no interval)"
+    if summary.half_width == 0 and summary.method == "t":
+        return (f"{summary.mean * scale:.{digits}f}{'%' if percent else ''} (all {summary.n} seeds equal; no "
+                "per-image scores, so the test-set noise is unknown)")
+    bounds = (0.0, 1.0) if percent else (-math.inf, math.inf)
+    return f"{interval_text(summary, percent, digits, bounds)} {_spread_label(summary)}"
 
 
 def format_difference(result: Difference, percent: bool = True, digits: int | None = None) -> str:
-    """``BYOL - baseline: +1.2 ± 0.8 points (95% CI, n=3), p=0.031 (paired t): BYOL better (...)``."""
+    """``BYOL - baseline: +1.2 ± 0.8 points (95% CI, 5 seeds × 10,000 test images), p=0.031: BYOL better (...)``."""
     diff, (scale, digits) = result.difference, _units(percent, digits)
     unit = " points" if percent else ""
-    head = f"{result.a_name} - {result.b_name}: {diff.mean * scale:+.{digits}f}"
+    head = f"{result.a_name} - {result.b_name}: "
     if diff.half_width is None:
-        return f"{head}{unit} (n={diff.n}, no interval): {result.verdict}"
+        return f"{head}{diff.mean * scale:+.{digits}f}{unit} (n={diff.n}, no interval): {result.verdict}"
+    bounds = (-1.0, 1.0) if percent else (-math.inf, math.inf)
     p_text = "" if result.p_value is None else f", p={result.p_value:.3g} ({result.test})"
-    return f"{head} ± {diff.half_width * scale:.{digits}f}{unit} {_spread_label(diff)}{p_text}: {result.verdict}"
+    return (f"{head}{interval_text(diff, percent, digits, bounds, signed=True)}{unit} {_spread_label(diff)}"
+            f"{p_text}: {result.verdict}")

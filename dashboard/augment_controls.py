@@ -18,8 +18,9 @@ from typing import Any
 import streamlit as st
 
 from byol_core.augment.ops import blur_kernel_size
-from byol_core.config import AugmentConfig, ViewAugmentConfig, field_schema
+from byol_core.config import AugmentConfig, ViewAugmentConfig
 from byol_core.presets import byol_paper_augment
+from byol_core.schema import field_schema
 
 VIEWS = ("view1", "view2")
 VIEW_TITLES = {"view1": "View 1", "view2": "View 2"}

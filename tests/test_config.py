@@ -7,7 +7,6 @@ from byol_core.config import (
     ConfigError,
     ExperimentConfig,
     ViewAugmentConfig,
-    field_schema,
     from_json,
     load_config,
     parse_set_args,
@@ -16,6 +15,7 @@ from byol_core.config import (
     with_overrides,
 )
 from byol_core.presets import PRESETS, byol_paper_augment, get_preset
+from byol_core.schema import field_schema
 
 
 def test_json_round_trip_of_every_preset(tmp_path):

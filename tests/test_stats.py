@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from byol_core.stats import (
+    accuracy_summary,
     binomial_half_width,
-    bootstrap_accuracy_ci,
     compare,
     format_ci,
     format_difference,
@@ -39,23 +39,14 @@ def test_single_value_has_no_interval_and_stays_json_clean():
     assert json.loads(json.dumps(summary.to_dict(), allow_nan=False))["low"] is None
 
 
-def test_single_value_with_per_image_correctness_gets_a_bootstrap_interval():
+def test_one_run_with_per_image_correctness_gets_the_wilson_interval_of_its_test_images():
     correct = _correct(400, 0.9)
-    summary = summarize([correct.mean()], correct=correct)
-    assert summary.method == "bootstrap" and summary.n == 400
-    assert summary.low < correct.mean() < summary.high
-    with pytest.raises(ValueError, match="correct gives accuracy"):
-        summarize([0.5], correct=correct)
-
-
-def test_bootstrap_covers_true_accuracy_and_shrinks_with_more_images():
-    small = bootstrap_accuracy_ci(_correct(300, 0.8, seed=1))
-    large = bootstrap_accuracy_ci(_correct(20_000, 0.8, seed=2))
-    assert small.low < 0.8 < small.high and large.low < 0.8 < large.high
-    assert large.half_width < small.half_width / 4  # ~sqrt(20000/300) = 8x narrower
-    # Percentile bootstrap agrees with the binomial width a test set of that size implies.
-    assert small.half_width == pytest.approx(binomial_half_width(300, small.mean), abs=0.006)
-    assert bootstrap_accuracy_ci(_correct(300, 0.8), seed=3) == bootstrap_accuracy_ci(_correct(300, 0.8), seed=3)
+    summary = accuracy_summary(correct)
+    wilson = wilson_interval(int(correct.sum()), 400)
+    assert summary.method == "wilson" and summary.n == 1 and summary.images == 400
+    assert summary.ci == pytest.approx(wilson.ci)
+    # Shrinks with more images: ~sqrt(20000/400) = 7x narrower.
+    assert accuracy_summary(_correct(20_000, 0.9, seed=2)).half_width < summary.half_width / 5
 
 
 def test_binomial_half_width_for_a_small_test_set_is_about_three_points():
@@ -82,6 +73,7 @@ def test_mcnemar_exact_p_value_on_a_known_table():
     result = mcnemar(a, b)
     assert (result.b, result.c) == (10, 2)
     assert result.p_value == pytest.approx(2 * 79 / 4096) and round(result.p_value, 4) == 0.0386
+    assert mcnemar(b, a).p_value == result.p_value
     assert mcnemar(a, a).p_value == 1.0
 
 
@@ -112,18 +104,18 @@ def test_single_seed_comparison_needs_per_image_correctness():
     b = np.array([False] * 60 + [True] * 5 + [True] * 300 + [False] * 35)
     scored = compare([a.mean()], [b.mean()], correct_a=a, correct_b=b)
     assert scored.test == "exact McNemar" and scored.p_value < 1e-6
-    assert scored.difference.method == "paired bootstrap" and scored.difference.low > 0
+    assert scored.difference.method == "exact McNemar" and scored.difference.low > 0
     assert scored.verdict.startswith("BYOL better")
     json.dumps(scored.to_dict(), allow_nan=False)
 
 
 def test_format_strings():
-    assert format_ci(summarize([0.88, 0.89, 0.91])) == "89.3% ± 3.8 (95% CI, n=3)"
+    assert format_ci(summarize([0.88, 0.89, 0.91])) == "89.3% ± 3.8 (95% CI, n=3, seeds only)"
     assert format_ci(summarize([0.912])) == "91.2% (n=1, no interval)"
-    assert format_ci(summarize([0.88, 0.89, 0.91]), percent=False) == "0.893 ± 0.038 (95% CI, n=3)"
+    assert format_ci(summarize([0.88, 0.89, 0.91]), percent=False) == "0.893 ± 0.038 (95% CI, n=3, seeds only)"
     assert format_ci(wilson_interval(323, 359)).endswith("(95% CI, wilson, n=359 images)")
     line = format_difference(compare([0.90, 0.91, 0.92], [0.85, 0.85, 0.88]))
-    assert line.startswith("BYOL - baseline: +5.0 ± 2.5 points (95% CI, n=3), p=0.")
+    assert line.startswith("BYOL - baseline: +5.0 ± 2.5 points (95% CI, n=3, seeds only), p=0.")
     assert line.endswith("BYOL better (95% CI of the difference excludes 0)")
     assert format_difference(compare([0.91], [0.89])).startswith("BYOL - baseline: +2.0 points (n=1, no interval)")
 
@@ -132,11 +124,11 @@ def test_format_strings():
     (lambda: summarize([]), "values is empty"),
     (lambda: summarize([0.9, float("nan")]), "NaN"),
     (lambda: summarize([0.9, 0.8], confidence=95), "confidence"),
-    (lambda: paired_difference([0.9, 0.8], [0.9]), "must be paired: got 2 and 1"),
+    (lambda: paired_difference([0.9, 0.8], [0.9]), r"must be paired \(same seeds, same test images\): got shapes"),
     (lambda: compare([0.9, 0.8, 0.7], [0.9, 0.8]), "must be paired"),
     (lambda: mcnemar([True, False], [True]), "must be paired"),
-    (lambda: bootstrap_accuracy_ci([0.2, 1.0]), "bool or 0/1"),
-    (lambda: bootstrap_accuracy_ci([]), "correct is empty"),
+    (lambda: accuracy_summary([0.2, 1.0]), "bool or 0/1"),
+    (lambda: accuracy_summary([]), "per-image correctness, one row per seed"),
     (lambda: binomial_half_width(0), "n_test must be positive"),
 ])
 def test_bad_input_raises_clear_errors(call, message):

@@ -87,7 +87,7 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
     report(f"Loading {cfg.name}", 0.0)
     key = source_key(cfg)
     splits_key = (key, cfg.test_fraction, cfg.val_fraction, cfg.label_fraction, cfg.max_train_images,
-                  cfg.max_test_images, cfg.split_seed)
+                  cfg.max_test_images, cfg.split_seed, cfg.labelled_subset, cfg.subset_seed, cfg.stratified_caps)
     splits = _SPLITS_CACHE.get(splits_key)
     if splits is None:
         source = _SOURCE_CACHE.get(key)

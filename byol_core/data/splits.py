@@ -2,7 +2,9 @@
 held out of train, caps, the stratified labelled subset, and the per-channel statistics.
 
 Each purpose draws from its own random stream (:func:`split_rng`), so e.g. changing a cap does not
-move the test split.
+move the test split. Caps keep each class's share (``stratified_caps``). The labelled subset is drawn
+afresh for each training seed (``labelled_subset = "per seed"``: an interval over seeds then covers
+which images were labelled) or once from ``split_seed`` (``"fixed"``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ TEST_SPLIT, TRAIN_CAP, TEST_CAP, LABEL_SUBSET, VAL_SPLIT, VAL_CAP = 1, 2, 3, 4, 
 
 
 def split_rng(cfg: DataConfig, purpose: int) -> np.random.Generator:
+    if purpose == LABEL_SUBSET and cfg.labelled_subset == "per seed":
+        return np.random.default_rng([cfg.split_seed, purpose, cfg.subset_seed])
     return np.random.default_rng([cfg.split_seed, purpose])
 
 
@@ -61,7 +65,8 @@ def _hold_out(train: ImageSet, cfg: DataConfig) -> tuple[ImageSet, ImageSet]:
         return train, _empty_like(train)  # no copy: train stays shared with the cache
     rest = np.setdiff1d(np.arange(len(train)), held)
     # The validation set is scored like the test set, so the same cap bounds what scoring it costs.
-    val = _cap(train.subset(torch.from_numpy(held)), cfg.max_test_images, split_rng(cfg, VAL_CAP))
+    val = _cap(train.subset(torch.from_numpy(held)), cfg.max_test_images, split_rng(cfg, VAL_CAP),
+               cfg.stratified_caps)
     return train.subset(torch.from_numpy(rest)), val
 
 
@@ -77,10 +82,29 @@ def _labelled_indices(labels: np.ndarray, fraction: float, rng: np.random.Genera
     return np.sort(np.concatenate(keep))
 
 
-def _cap(images: ImageSet, cap: int | None, rng: np.random.Generator) -> ImageSet:
+def stratified_counts(class_sizes: np.ndarray, cap: int) -> np.ndarray:
+    """How many of each class a cap of ``cap`` keeps: its share of ``cap``, rounded by largest remainder.
+
+    The counts sum to ``cap`` and each is within one image of ``cap * size / total``.
+    """
+    quota = cap * class_sizes / class_sizes.sum()
+    counts = np.floor(quota).astype(np.int64)
+    # The images the floors leave over go to the classes with the largest remainders (ties: the first).
+    order = np.argsort(-(quota - counts), kind="stable")
+    counts[order[: cap - counts.sum()]] += 1
+    return counts
+
+
+def _cap(images: ImageSet, cap: int | None, rng: np.random.Generator, stratified: bool) -> ImageSet:
     if cap is None or cap >= len(images):
         return images
-    return images.subset(torch.from_numpy(np.sort(rng.choice(len(images), cap, replace=False))))
+    if not stratified:
+        return images.subset(torch.from_numpy(np.sort(rng.choice(len(images), cap, replace=False))))
+    labels = images.labels.numpy()  # unlabelled images (-1) count as a class of their own
+    classes, sizes = np.unique(labels, return_counts=True)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:n]
+            for c, n in zip(classes, stratified_counts(sizes, cap), strict=True)]
+    return images.subset(torch.from_numpy(np.sort(np.concatenate(keep))))
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -114,8 +138,8 @@ def make_splits(cfg: DataConfig, source: Source) -> DataSplits:
     # Validation comes out of train after the test split and before caps and the label subset:
     # the test split never moves with val_fraction, and no labelled image is a validation image.
     train, val = _hold_out(train, cfg)
-    train = _cap(train, cfg.max_train_images, split_rng(cfg, TRAIN_CAP))
-    test = _cap(test, cfg.max_test_images, split_rng(cfg, TEST_CAP))
+    train = _cap(train, cfg.max_train_images, split_rng(cfg, TRAIN_CAP), cfg.stratified_caps)
+    test = _cap(test, cfg.max_test_images, split_rng(cfg, TEST_CAP), cfg.stratified_caps)
     keep = _labelled_indices(train.labels.numpy(), cfg.label_fraction, split_rng(cfg, LABEL_SUBSET))
     # With every label kept (the default) share train's tensors instead of copying them.
     labelled = train if len(keep) == len(train) else train.subset(torch.from_numpy(keep))

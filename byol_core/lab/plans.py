@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import (
+    DERIVED_FIELDS,
     MAX_SEED,
     AugmentConfig,
     ConfigError,
@@ -105,7 +106,7 @@ def _leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_diff(before: ExperimentConfig, after: ExperimentConfig, reason: str) -> list[Change]:
     """Every leaf field that differs between two configs, as changes with one reason."""
     old, new = _leaves(to_dict(before)), _leaves(to_dict(after))
-    return [Change(k, old.get(k), v, reason) for k, v in new.items() if old.get(k) != v]
+    return [Change(k, old.get(k), v, reason) for k, v in new.items() if old.get(k) != v and k not in DERIVED_FIELDS]
 
 
 def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,

@@ -7,7 +7,8 @@ import time
 
 import streamlit as st
 
-from byol_core.config import AugmentConfig, DataConfig, field_schema, to_json
+from byol_core.config import AugmentConfig, DataConfig, to_json
+from byol_core.schema import field_schema
 from dashboard import augment_controls as ac
 from dashboard import images, state, upload_panel
 from dashboard.preview import run_preview

@@ -42,7 +42,7 @@ def test_sweep_runs_one_pretraining_per_seed_and_writes_json_csv_and_table(tmp_p
         assert all(0.0 <= v <= 1.0 for v in r["values"])
         low, high = r["ci95"]
         assert low <= r["mean"] <= high
-        assert r["labelled_images"] == (256 if r["label_fraction"] == 1.0 else 25)
+        assert r["labelled_images"] == (256 if r["label_fraction"] == 1.0 else 26)  # round(10%) of each class
     floors = [r for r in rows if r["method"].startswith("raw-pixel")]
     assert all(r["run_ids"] == [None, None] for r in floors)
     assert all(r["values"][0] == r["values"][1] for r in floors)  # same split every seed: a floor does not move
