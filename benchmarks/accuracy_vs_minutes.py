@@ -40,7 +40,8 @@ from byol_core.methods.networks import build_encoder
 from byol_core.methods.pretraining import knn_eval, prepare_runtime
 from byol_core.methods.supervised import train_supervised
 from byol_core.presets import get_preset
-from byol_core.stats import compare, format_ci, format_difference, summarize
+from byol_core.stats import compare, summarize
+from byol_core.stats_text import format_ci, format_difference
 from byol_core.studies.sweep import parse_fractions
 
 ENCODER_PREFIX = "online_encoder.model."

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from byol_core.events import EPOCH, STEP
 from byol_core.lab.comparison import MethodStats
 from byol_core.lab.stages import Stage
-from byol_core.stats import format_ci
+from byol_core.stats_text import format_ci
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "byol_core"
 
 # Lowest first. A module may import any module of a lower layer, and modules of its own wing.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("schema", "config", "presets", "stats", "files", "device", "distributed", "events", "text"),
+    ("schema", "config", "presets", "stats", "stats_text", "files", "device", "distributed", "events", "text"),
     ("data",),
     ("augment",),
     ("methods",),

@@ -8,14 +8,10 @@ from byol_core.stats import (
     adjust_holm,
     compare,
     difference,
-    format_ci,
-    format_difference,
     holm,
-    interval_text,
-    raw_interval_text,
     summarize,
-    too_few_seeds_note,
 )
+from byol_core.stats_text import format_ci, format_difference, interval_text, raw_interval_text, too_few_seeds_note
 
 N_TEST = 10_000
 

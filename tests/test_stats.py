@@ -9,13 +9,12 @@ from byol_core.stats import (
     accuracy_summary,
     binomial_half_width,
     compare,
-    format_ci,
-    format_difference,
     mcnemar,
     paired_difference,
     summarize,
     wilson_interval,
 )
+from byol_core.stats_text import format_ci, format_difference
 
 
 def _correct(n: int, accuracy: float, seed: int = 0) -> np.ndarray:

@@ -1,17 +1,54 @@
-"""Comparing methods at one label share: each method's runs as seeds of one result, summarised once.
+"""Comparing methods like with like: which runs are seeds of one comparison, what is compared first,
+and each method's runs summarised once.
 
-The Compare page's headline cards, paired difference and bar chart all read these numbers, so they
-are computed here, in one pass over the run summaries, and never regrouped by the page. Pure
-functions; nothing here reads a run folder.
+A run's :func:`comparison_key` is its config without what only names it or only seeds it (name, seed,
+fields derived from the seed) and without how it ran (runtime): runs with one key differ only in their
+seed, so they are seeds of one comparison. The comparison is declared before looking at test numbers:
+:data:`PRIMARY` (BYOL linear probe against supervised from scratch) unless the person or the study picks
+another; :data:`SECONDARY` pairs are judged with Holm's correction. The Compare page's cards, verdicts and
+bars all read these numbers, computed here and never regrouped by the page.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import stats
+from ..config import DERIVED_FIELDS, ExperimentConfig, to_dict
+from ..methods.floors import PIXEL_KNN, PIXEL_LOGISTIC
+from .builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
 from .summary import RunSummary
+
+# Every table and chart lists methods in this order, never sorted by a test number.
+METHOD_ORDER = (FINETUNE.method, LINEAR.method, BYOL.method, SCRATCH.method, KNN.method, PIXEL_LOGISTIC, PIXEL_KNN)
+# Declared before any run: does a BYOL encoder with a linear probe beat training from scratch on the same labels?
+PRIMARY = (LINEAR.method, SCRATCH.method)
+# Also reported, with Holm's correction over however many of them have both arms.
+SECONDARY = ((FINETUNE.method, SCRATCH.method), (BYOL.method, SCRATCH.method), (BYOL.method, KNN.method),
+             (BYOL.method, PIXEL_KNN), (LINEAR.method, PIXEL_LOGISTIC))
+# Fields that name a run or say how it ran, not what it compares.
+_NOT_COMPARED = ("name", "seed", "runtime", *DERIVED_FIELDS)
+
+
+def comparison_settings(cfg: ExperimentConfig) -> dict:
+    """The config as plain data without the fields that only name, seed or run it (dotted paths dropped)."""
+    data = to_dict(cfg)
+    for path in _NOT_COMPARED:
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node.pop(leaf, None)
+    return data
+
+
+def comparison_key(cfg: ExperimentConfig) -> str:
+    """Short stable id of :func:`comparison_settings`: runs with one key are seeds of one comparison."""
+    text = json.dumps(comparison_settings(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

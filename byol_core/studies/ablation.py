@@ -26,7 +26,8 @@ from ..lab.builtin_stages import BYOL, KNN, LINEAR, SIMCLR
 from ..lab.plans import plan
 from ..lab.run_store import RunStore
 from ..lab.stages import Stage, StageContext
-from ..stats import Difference, Summary, compare, format_ci, format_difference, summarize
+from ..stats import Difference, Summary, compare, summarize
+from ..stats_text import format_ci, format_difference
 from .common import StudyRuns, check_known, check_seeds, run_study, write_json
 
 ABLATION_KIND = "ablation"  # the stage's name and its run's kind

@@ -6,7 +6,7 @@ from collections import Counter
 
 import streamlit as st
 
-from byol_core import stats
+from byol_core import stats, stats_text
 from byol_core.events import EPOCH
 from byol_core.lab import comparison
 from byol_core.lab.builtin_stages import BYOL, FINETUNE, KNN, LINEAR, SCRATCH
@@ -98,7 +98,7 @@ methods = comparison.method_stats([by_id[r["run_id"]] for r in shown])  # the ca
 def _headline(summary: stats.Summary) -> dict[str, str]:
     """A metric card's value (mean ± half-width, short enough for the card) and its full reading as help."""
     value = f"{100 * summary.mean:.1f}%" + (f" ± {100 * summary.half_width:.1f}" if summary.half_width else "")
-    return {"value": value, "help": f"{stats.format_ci(summary)}; n = seeds (runs with the same settings)."}
+    return {"value": value, "help": f"{stats_text.format_ci(summary)}; n = seeds (runs with the same settings)."}
 
 
 byol_methods = [s.method for s in (FINETUNE, LINEAR, BYOL) if s.method in methods]
@@ -114,7 +114,7 @@ if byol_methods and SCRATCH.method in methods:
     seeds, diff = methods[top].paired_with(methods[SCRATCH.method])
     if diff is not None:
         box = st.success if diff.significant else st.info
-        box(stats.format_difference(diff), icon=":material/balance:")
+        box(stats_text.format_difference(diff), icon=":material/balance:")
     else:
         st.info(f"{top} and scratch share no seed yet: run both with the same seed to compare them.",
                 icon=":material/balance:")
