@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from byol_core.config import ExperimentConfig
+from byol_core.config import LABELLED_SUBSETS, ExperimentConfig
 from byol_core.lab import guards
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.plans import JobSpec
@@ -98,6 +98,12 @@ def settings(stage: Stage, start: ExperimentConfig, scope: str, caps: bool) -> d
                                                "the test set is scored at the end).")
         overrides["seed"] = c3.number_input("Seed", min_value=0, step=1, value=int(start.seed),
                                             key=f"train.seed.{scope}")
+        if stage.needs_labels or stage.pretraining:  # the subset a run is scored with (kNN votes with it too)
+            overrides["data.labelled_subset"] = c1.radio(
+                "Labelled images", LABELLED_SUBSETS, index=LABELLED_SUBSETS.index(start.data.labelled_subset),
+                format_func=lambda v: {"per seed": "drawn anew with each seed", "fixed": "the same for every seed"}[v],
+                key=f"train.subset.{scope}", help="Drawn per seed (the default), an interval over seeds also covers "
+                "which images happened to be labelled; the same for every seed isolates the training randomness.")
     return overrides
 
 

@@ -17,6 +17,8 @@ from ..lab.summary import summarize_run
 from ..methods.evaluation import embed, knn_vote
 from ..methods.networks import build_encoder
 
+KNN_SOURCE = "kNN on the labelled training images"
+
 
 @dataclass(frozen=True)
 class Predictions:
@@ -61,7 +63,7 @@ def knn_predictions(store: RunStore, run_id: str) -> Predictions:
     queries = embed(encoder, splits.test.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size)
     predicted = knn_vote(encoder, splits, cfg, queries)
     return Predictions(predicted.numpy().astype(np.int64), splits.test.labels.numpy().astype(np.int64),
-                       list(splits.classes), "kNN on the labelled training images")
+                       list(splits.classes), KNN_SOURCE)
 
 
 def require_class_labels(splits: DataSplits) -> None:
@@ -71,7 +73,11 @@ def require_class_labels(splits: DataSplits) -> None:
 
 
 def stored_predictions(store: RunStore, run_id: str) -> Predictions | None:
-    """The trained classifier's test predictions, when the run saved them (None also when the file is damaged:
-    the page then falls back to kNN predictions)."""
+    """The test predictions the run saved when it was scored (None also when the file is damaged: the page
+    then falls back to kNN predictions), named by what made them: a kNN vote or the trained classifier."""
     stored = store.get(run_id).load_predictions()
-    return None if stored is None else Predictions(*stored, "the trained classifier")
+    if stored is None:
+        return None
+    stage = summarize_run(store.get(run_id), store).stage_info
+    by_knn = stage is not None and stage.metric == "knn_accuracy"
+    return Predictions(*stored, KNN_SOURCE if by_knn else "the trained classifier")

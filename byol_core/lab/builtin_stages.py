@@ -18,7 +18,7 @@ from ..methods import supervised
 from ..methods.byol import pretrain_byol
 from ..methods.loop import TrainResult
 from ..methods.networks import build_encoder, encoder_state_dict
-from ..methods.pretraining import knn_eval, prepare_runtime
+from ..methods.pretraining import knn_accuracy_of, knn_predictions, prepare_runtime
 from ..methods.simclr import pretrain_simclr
 from ..methods.supervised import train_supervised
 from .stages import Stage, StageContext
@@ -35,6 +35,13 @@ def test_facts(data: Any) -> dict[str, int]:
     return {"test_images": len(data.test), "num_classes": int(data.num_classes)}
 
 
+def _scored_knn(ctx: StageContext, encoder: Any, data: Any, device: torch.device) -> float:
+    """Test-set kNN accuracy, its per-image predictions saved beside it (paired comparisons over test images)."""
+    predicted = knn_predictions(encoder, data, ctx.cfg, device)
+    ctx.save_predictions(predicted, data.test.labels, data.classes)
+    return knn_accuracy_of(predicted, data.test.labels)
+
+
 def pretraining_body(train: Callable[..., TrainResult], encoder_of: Callable[[Any], Any]):
     """A pretraining stage's body: train without labels, export the encoder, score it with kNN."""
 
@@ -47,7 +54,7 @@ def pretraining_body(train: Callable[..., TrainResult], encoder_of: Callable[[An
         out = loop_results(result, ctx)
         if not result.stopped and data.labelled_train.labels.numel():
             device, _ = prepare_runtime(ctx.cfg)
-            out["knn_accuracy"] = knn_eval(encoder, data, ctx.cfg, device)
+            out["knn_accuracy"] = _scored_knn(ctx, encoder, data, device)
         return out
 
     return body
@@ -80,7 +87,7 @@ def _knn(ctx: StageContext) -> dict[str, Any]:
     encoder = build_encoder(ctx.cfg.model)
     if ctx.source_run:
         encoder.model.load_state_dict(ctx.source_encoder())
-    accuracy = knn_eval(encoder.to(device), data, ctx.cfg, device)
+    accuracy = _scored_knn(ctx, encoder.to(device), data, device)
     ctx.log({"kind": EVAL, "knn_accuracy": accuracy})
     return {"knn_accuracy": accuracy, "from_run": ctx.source_run, "encoder": ctx.source_run or "random-init",
             **test_facts(data)}

@@ -10,7 +10,7 @@
   ``worker.log``      a worker process's own output (tracebacks of hard crashes)
   ``skipped_files.txt`` files of the data set that could not be read, with the reason
   ``owner.lock``      locked (flock) by the one process that trains the run; the OS frees it on exit
-  ``predictions.npz`` a trained classifier's class for each test image, with the true labels
+  ``predictions.npz`` the class a classifier or kNN gave each test image, with the true labels
   ``annotations.json`` a person's name, note and archived flag for the run (:mod:`byol_core.lab.annotations`)
   ``annotations.lock`` locked (flock) while one editor reads and replaces annotations.json
   ``.space.reserve``  a little disk space the trainer holds back, freed to record a full disk in status.json
@@ -257,8 +257,7 @@ class Run:
         return status
 
     def _read_status_file(self) -> dict[str, Any]:
-        status, _problem = read_json_object(self.status_path)
-        return status if status is not None else {}
+        return read_json_object(self.status_path)[0] or {}
 
     def read_status(self) -> dict[str, Any]:
         """The stored status; a 'running' run whose process is gone reads as 'interrupted'."""
@@ -303,23 +302,25 @@ class Run:
             raise DamagedRunError(f"run {self.id}: encoder.pt does not hold a state_dict; train a new run.")
         return state
 
-    # -- test predictions (for the error analysis: confusion matrix, misclassified images)
+    # -- test predictions (for the error analysis and comparisons paired over test images)
     def save_predictions(self, predicted: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> None:
-        """Write a trained classifier's class for each test image, beside the true labels and class names."""
+        """Write the class each test image was given (classifier or kNN), beside the true labels and class names."""
         arrays = {"predicted": predicted.cpu().numpy().astype(np.int64),
                   "labels": labels.cpu().numpy().astype(np.int64), "classes": np.asarray(classes, dtype=str)}
         atomic_write(self.predictions_path, lambda fh: np.savez(fh, **arrays))
 
     def load_predictions(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         """Predicted classes, true labels and class names; None when the run saved none or the file is damaged."""
-        if not self.predictions_path.is_file():
-            return None
-        try:
+        try:  # a missing file is an OSError too
             with np.load(self.predictions_path, allow_pickle=False) as data:
                 return (data["predicted"].astype(np.int64), data["labels"].astype(np.int64),
                         [str(c) for c in data["classes"]])
         except (OSError, ValueError, KeyError):
             return None
+
+    def load_correct(self) -> np.ndarray | None:
+        """Whether each test image was predicted right (bool, from predictions.npz); None when it has none that fit."""
+        return None if (p := self.load_predictions()) is None or p[0].shape != p[1].shape else p[0] == p[1]
 
     def _load_tensor_file(self, path: Path, map_location: str | torch.device, remedy: str) -> Any:
         """``torch.load`` of our own file, with one clear line naming the file when it is damaged."""
@@ -350,7 +351,6 @@ _SAFE = re.compile(r"[^a-z0-9-]+")
 _SAFE_KIND = re.compile(r"[a-z0-9-]+")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name inside the store: no path, no '..'
 MAX_ID_CHARS = 255  # the longest folder name file systems take
-
 
 
 def _link_in(path: Path) -> str | None:

@@ -48,14 +48,28 @@ def images_on_device(images: torch.Tensor, device: torch.device, max_share: floa
     return images.pin_memory()
 
 
+def knn_predictions(encoder: nn.Module, splits: DataSplits, cfg: ExperimentConfig, device: torch.device,
+                    queries: ImageSet | None = None) -> torch.Tensor:
+    """Weighted-kNN class of each image of ``queries`` (default: the test set), with the labelled
+    training images as the memory bank; a CPU ``long`` tensor, one row per query image."""
+    queries = splits.test if queries is None else queries
+    features = embed(encoder, queries.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size,
+                     device)
+    return knn_vote(encoder, splits, cfg, features, device)
+
+
+def knn_accuracy_of(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of predictions equal to their label: the one rule every kNN accuracy here is computed by,
+    so a score stored in the results and the mean of the saved per-image correctness agree exactly."""
+    return (predictions == labels).float().mean().item()
+
+
 def knn_eval(encoder: nn.Module, splits: DataSplits, cfg: ExperimentConfig, device: torch.device,
              queries: ImageSet | None = None) -> float:
     """Weighted-kNN accuracy of an encoder on ``queries`` (default: the test set), with the labelled
     training images as the memory bank."""
     queries = splits.test if queries is None else queries
-    features = embed(encoder, queries.images, cfg.augment.image_size, splits.mean, splits.std, cfg.eval.batch_size,
-                     device)
-    return (knn_vote(encoder, splits, cfg, features, device) == queries.labels).float().mean().item()
+    return knn_accuracy_of(knn_predictions(encoder, splits, cfg, device, queries), queries.labels)
 
 
 class PretrainingHooks(LoopHooks):
@@ -84,4 +98,5 @@ class PretrainingHooks(LoopHooks):
         return epoch % self.cfg.runtime.checkpoint_every_epochs == 0 or step == self.plan.total_steps
 
 
-__all__ = ["PretrainingHooks", "images_on_device", "knn_eval", "prepare_runtime"]
+__all__ = ["PretrainingHooks", "images_on_device", "knn_accuracy_of", "knn_eval", "knn_predictions",
+           "prepare_runtime"]

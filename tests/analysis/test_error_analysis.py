@@ -22,12 +22,8 @@ def test_knn_predictions_reproduce_the_runs_knn_accuracy_and_stored_ones_round_t
     pred = knn_predictions(store, run.id)
     assert pred.accuracy == pytest.approx(run.read_status()["results"]["knn_accuracy"], abs=1e-6)
     assert pred.confusion().sum() == len(pred.labels) and pred.classes == [str(i) for i in range(10)]
-    assert stored_predictions(store, run.id) is None
-    import torch
-
-    run.save_predictions(torch.tensor(pred.predicted), torch.tensor(pred.labels),
-                     pred.classes)
-    back = stored_predictions(store, run.id)
-    assert back is not None and (back.predicted == pred.predicted).all() and back.classes == pred.classes
+    saved = stored_predictions(store, run.id)  # scored once at the end of pretraining, kept since
+    assert saved is not None and saved.source == pred.source == "kNN on the labelled training images"
+    assert (saved.predicted == pred.predicted).all() and saved.classes == pred.classes
     (run.path / "predictions.npz").write_bytes(b"damaged")
     assert stored_predictions(store, run.id) is None  # falls back to kNN, never a traceback
