@@ -17,6 +17,7 @@ from byol_core.lab.jobs import JobManager
 from byol_core.lab.plans import JobSpec
 from byol_core.lab.stages import Stage
 from byol_core.lab.summary import RunSummary
+from byol_core.text import markdown_text
 from dashboard import state
 
 LR_CHOICES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
@@ -110,8 +111,11 @@ def settings(stage: Stage, start: ExperimentConfig, scope: str, caps: bool) -> d
 def start_button(manager: JobManager, spec: JobSpec | None, preset: str) -> None:
     """What the planned job changes, its guard rails (byol_core.lab.guards), and Start; None: nothing to start."""
     if spec is not None and (spec.changes or spec.notes):
-        with st.expander(f"What this job changes from the {preset} preset ({len(spec.changes)})"):
-            st.markdown("\n".join([f"- {c.markdown()}" for c in spec.changes] + [f"- {n}" for n in spec.notes]))
+        count = len(spec.changes)
+        with st.expander(f"What this job changes from the {preset} preset ({count} field{'s' * (count != 1)})"):
+            st.markdown("\n".join(f"- {c.markdown()}" for c in spec.changes) or "Nothing: the preset as it is.")
+            if spec.notes:  # what the plan kept or how it will run: not changes, so not counted
+                st.caption("  \n".join(markdown_text(n) for n in spec.notes))
     # A job that cannot work on this data is blocked, a misleading one warned.
     blocked = False
     for guard in guards.check_spec(spec) if spec is not None else []:

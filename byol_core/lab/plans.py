@@ -130,35 +130,33 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
         raise ConfigError(f"{info.title} needs a pretraining run to start from: pick one (--from <run id>).")
     if info.source == "none" and source_run:
         raise ConfigError(f"{info.title} does not start from another run; drop the source run {source_run!r}.")
-    changes: list[Change] = []
-    notes: list[str] = []
+    reasons: dict[str, str] = {}  # field -> why it has its final value (the last step that set it)
+    kept: dict[str, Any] = {}     # design fields the preset kept over the Data page's values
     cfg = base
+
+    def apply(step: ExperimentConfig, why: str) -> ExperimentConfig:
+        reasons.update({c.field: why for c in config_diff(cfg, step, why)})
+        return step
+
     if source_config is not None:
         why = f"same network, data and views as run {source_run}" if source_run else "same as the matched run"
-        changes += config_diff(cfg, source_config, why)
-        cfg = source_config
+        cfg = apply(source_config, why)
     else:
         if data is not None:
-            kept = {f: getattr(cfg.data, f) for f in DESIGN_DATA_FIELDS}
-            step = dataclasses.replace(cfg, data=dataclasses.replace(data, **kept))
-            changes += config_diff(cfg, step, "the data set chosen on the Data page")
-            for f, value in kept.items():
-                if getattr(data, f) != value:
-                    notes.append(f"data.{f} = {_show(value)} from the preset (the Data page had "
-                                 f"{_show(getattr(data, f))}).")
-            cfg = step
+            design = {f: getattr(cfg.data, f) for f in DESIGN_DATA_FIELDS}
+            kept = {f: (v, getattr(data, f)) for f, v in design.items() if getattr(data, f) != v}
+            cfg = apply(dataclasses.replace(cfg, data=dataclasses.replace(data, **design)),
+                        "the data set chosen on the Data page")
         if augment is not None:
-            step = dataclasses.replace(cfg, augment=augment)
-            changes += config_diff(cfg, step, "the views chosen on the Data page")
-            cfg = step
+            cfg = apply(dataclasses.replace(cfg, augment=augment), "the views chosen on the Data page")
     if name is not None and name != cfg.name:
-        step = dataclasses.replace(cfg, name=name)
-        changes += config_diff(cfg, step, "the job's name")
-        cfg = step
+        cfg = apply(dataclasses.replace(cfg, name=name), "the job's name")
     if overrides:
-        step = with_overrides(cfg, dict(overrides))
-        changes += config_diff(cfg, step, "set for this job")
-        cfg = step
+        cfg = apply(with_overrides(cfg, dict(overrides)), "set for this job")
+    # One line per field that ends up different from the start, with the reason of the step that set it last.
+    changes = [dataclasses.replace(c, reason=reasons[c.field]) for c in config_diff(base, cfg, "")]
+    notes = [f"data.{f} = {_show(value)} from the preset (the Data page had {_show(page)})."
+             for f, (value, page) in kept.items() if getattr(cfg.data, f) == value]
     cfg = from_dict(ExperimentConfig, to_dict(cfg))  # the whole config validated once, after everything
     seeds = stage_options.get("seeds")  # a study trains with seeds cfg.seed, cfg.seed + 1, ...
     if isinstance(seeds, int) and not isinstance(seeds, bool) and cfg.seed + seeds - 1 > MAX_SEED:

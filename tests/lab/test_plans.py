@@ -84,3 +84,19 @@ def test_a_study_whose_seeds_would_run_past_the_largest_seed_is_refused():
         with pytest.raises(ConfigError, match=rf"seed = {MAX_SEED - 1} with 3 seeds runs past the largest seed"):
             plan(study, cfg, options=options)
         assert plan(study, cfg, options={**options, "seeds": 2}).stage_options["seeds"] == 2  # ends at MAX_SEED
+
+
+def test_the_change_list_is_the_plans_diff_one_line_per_field_with_the_last_reason():
+    # The repro: Fashion-MNIST on the Data page, the tiny preset, test images 0 (none) on the form.
+    base = get_preset("tiny")
+    spec = plan("byol", base, data=DataConfig(name="fashion-mnist"), name="mine",
+                overrides={"data.max_test_images": None, "name": "mine-too"})
+    fields = [c.field for c in spec.changes]
+    assert len(fields) == len(set(fields))  # one line per field
+    assert set(fields) == {c.field for c in config_diff(base, spec.config, "")}
+    by_field = {c.field: c for c in spec.changes}
+    assert by_field["data.max_test_images"].after is None and by_field["data.max_test_images"].reason == "set for this job"
+    assert by_field["name"].after == "mine-too" and by_field["data.name"].reason == "the data set chosen on the Data page"
+    assert not any("max_test_images" in note for note in spec.notes)  # no "= 128 from the preset" beside it
+    kept = plan("byol", base, data=DataConfig(name="fashion-mnist"))
+    assert any(note.startswith("data.max_test_images = 128 from the preset") for note in kept.notes)
