@@ -281,8 +281,8 @@ def test_a_past_run_shows_its_config_changes_download_and_where_it_fails(runs_di
     # Before Start: the plan's changes to the preset are listed with their reasons.
     assert any("What this job changes from the digits-quick preset" in e.label for e in at.expander)
     at.radio(key="train.kind").set_value("scratch").run()  # few labels: the epochs become min_steps, and why
-    assert any("steps because min_steps = " in m.value for m in at.markdown), \
-        [m.value for m in at.markdown]
+    assert any("steps because min_steps = " in c.value for c in at.caption), \
+        [c.value for c in at.caption]  # a note under the changes, not counted as one
     at.selectbox(key="train.show_run").set_value(run.id).run()
     assert not at.exception and not _errors(at), _errors(at)
     assert any("weights_only=True" in c.value and "build_encoder" in c.value for c in at.code)  # small-cnn snippet
