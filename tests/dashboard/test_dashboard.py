@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -281,7 +282,7 @@ def test_a_past_run_shows_its_config_changes_download_and_where_it_fails(runs_di
     # Before Start: the plan's changes to the preset are listed with their reasons.
     assert any("What this job changes from the digits-quick preset" in e.label for e in at.expander)
     at.radio(key="train.kind").set_value("scratch").run()  # few labels: the epochs become min_steps, and why
-    assert any("steps because min_steps = " in c.value for c in at.caption), \
+    assert any("steps because min" in c.value for c in at.caption), \
         [c.value for c in at.caption]  # a note under the changes, not counted as one
     at.selectbox(key="train.show_run").set_value(run.id).run()
     assert not at.exception and not _errors(at), _errors(at)
@@ -323,3 +324,84 @@ def test_study_table_reads_as_mean_plus_minus_half_width():
     assert wide["interval"] == "-51.7 to 136.9%" and "labels" not in wide  # shown as computed, not clipped
     assert table_row({"method": "m", "n": 1, "mean": 0.5, "ci95": None})["accuracy (95% CI)"] == \
         "50.0% (n=1, no interval)"
+
+
+# --------------------------------------------------------------------------- Compare: one group, a declared pair
+def _compare_texts(at) -> list[str]:
+    """The page's words, with the Markdown escapes of text from run folders (names, configs) taken out."""
+    shown = ([m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+             + [s.value for s in at.success] + [m.label for m in at.metric] + [e.label for e in at.expander])
+    return [re.sub(r"\\(.)", r"\1", t) for t in shown]
+
+
+def test_compare_shows_one_group_and_its_declared_comparison_and_keeps_the_group_picked(runs_dir):
+    from byol_core.lab.comparison import comparison_key
+    from tests.lab.test_comparison import method_set, tiny
+
+    store = RunStore(runs_dir)
+    quick = get_preset("digits-quick")
+    first = method_set(store, quick, {"byol": 0.95, "linear": 0.8, "scratch": 0.7}, seeds=(0, 1))
+    at = _page(_app(), "views/compare.py")
+    assert not _errors(at), _errors(at)
+    assert at.selectbox(key="compare.group").value == comparison_key(quick)
+    texts = _compare_texts(at)
+    # The declared pair is the headline though BYOL kNN scores higher; no card picks a best method.
+    assert any("Declared comparison: BYOL linear probe vs supervised from scratch" in t for t in texts), texts
+    assert any("never chosen by test accuracy" in t for t in texts)
+    assert not any("Best pretrained" in t for t in texts)
+    assert [m.label for m in at.metric] == ["BYOL linear probe", "BYOL kNN", "Supervised from scratch"]
+    assert at.metric[0].value.startswith("80.0%")
+    assert any(t.startswith("2 seeds: too few to read this interval") for t in texts)
+    assert any(t.startswith("Labelled subset: drawn per seed") for t in texts)
+    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in first}
+
+    # A tiny sweep's runs arrive (the issue's repro): a bigger group with other settings at the same label share.
+    small = tiny(**{"data.label_fraction": 0.05})
+    second = method_set(store, small, {"byol": 0.4, "linear": 0.3, "finetune": 0.35, "scratch": 0.2,
+                                       "random": 0.25}, seeds=(0, 1, 2))
+    at.run()
+    assert not at.exception and not _errors(at), _errors(at)
+    assert at.selectbox(key="compare.group").value == comparison_key(quick)  # the group shown stays
+    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in first}  # no run of the other group
+    assert at.metric[0].value.startswith("80.0%") and len(at.metric) == 3
+    texts = _compare_texts(at)
+    assert any("vs digits · 5% labels · tiny (15 runs): " in t and "data.max_test_images none → 128" in t
+               for t in texts), texts
+    _page(at, "views/train.py")
+    _page(at, "views/compare.py")
+    assert at.selectbox(key="compare.group").value == comparison_key(quick)  # and after leaving the page
+
+    # Picking the other group shows its runs alone; a new session opens on the group with the most runs.
+    at.selectbox(key="compare.group").set_value(comparison_key(small)).run()
+    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in second}
+    assert _page(_app(), "views/compare.py").selectbox(key="compare.group").value == comparison_key(small)
+
+    # Another pair, declared before its numbers are shown; the rest judged with Holm.
+    at.selectbox(key="compare.declare_a").set_value("BYOL kNN")
+    at.selectbox(key="compare.declare_b").set_value("random-init kNN")
+    at.button(key="compare.declare").click().run()
+    assert not at.exception and not _errors(at), _errors(at)
+    texts = _compare_texts(at)
+    assert any("Declared comparison: BYOL kNN vs random-init kNN** (declared by you" in t for t in texts), texts
+    assert any("Holm's correction over 2 comparisons" in t for t in texts), texts
+    assert at.selectbox(key="compare.group").value == comparison_key(small)
+
+
+def test_the_accuracy_bar_runs_from_zero_in_method_order_with_error_bars_inside_0_to_100():
+    from byol_core import stats
+    from byol_core.lab.comparison import MethodResult
+    from dashboard import charts
+
+    wide = stats.summarize([0.99, 0.5])  # two seeds far apart: the raw interval reaches past 100% and below 0
+    assert wide.low < 0.0 and wide.high > 1.0
+    perfect = stats.accuracy_summary(np.ones(50, dtype=bool))
+    fig = charts.accuracy_bar([MethodResult("supervised from scratch", (0, 1), (0.99, 0.5), ("a", "b"), wide),
+                               MethodResult("BYOL linear probe", (0,), (1.0,), ("c",), perfect)])
+    bar = fig.data[0]
+    assert list(bar.x) == ["BYOL linear probe", "supervised from scratch"]  # METHOD_ORDER, not by accuracy
+    assert tuple(fig.layout.yaxis.range) == (0.0, 1.0)
+    tops = [m + e for m, e in zip(bar.y, bar.error_y.array, strict=True)]
+    bottoms = [m - e for m, e in zip(bar.y, bar.error_y.arrayminus, strict=True)]
+    assert max(tops) == pytest.approx(1.0) and min(bottoms) == pytest.approx(0.0)
+    assert bar.customdata[1][1].startswith(f"raw 95% CI: {100 * wide.low:.1f} to {100 * wide.high:.1f}")
+    assert list(fig.data[1].y) == [1.0, 0.99, 0.5]  # each seed's run
