@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -12,9 +11,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from byol_core.events import EPOCH, STEP
-from byol_core.lab.comparison import MethodStats
+from byol_core.lab.comparison import MethodResult, order_methods
 from byol_core.lab.stages import Stage
-from byol_core.stats_text import format_ci
+from byol_core.stats_text import clipped_interval, format_ci, raw_interval_text
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")
@@ -112,31 +111,33 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     return fig
 
 
-def accuracy_bar(methods: Iterable[MethodStats]) -> go.Figure:
-    """One horizontal bar per method: the mean over its seeds with a 95% interval, each seed's run as a dot.
+def accuracy_bar(methods: Iterable[MethodResult]) -> go.Figure:
+    """One bar per method, in METHOD_ORDER (never sorted by a number): the mean over its seeds with its 95%
+    interval clipped to 0-100%, each seed's run as a dash; hovering a bar gives the raw interval and what it covers.
 
-    Readable with many runs (they stack on their method's row), on an axis zoomed to the values.
+    The accuracy axis runs from 0 to 100%, so bar heights compare as the accuracies do.
     """
-    # fmean is exactly rounded, so methods with the same values tie (and keep their order) whatever the order of
-    # their seeds; the summary's numpy mean can differ in the last bit.
-    order = sorted(methods, key=lambda m: statistics.fmean(m.values))
-    summaries = [m.summary for m in order]
+    by_method = {m.method: m for m in methods}
+    order = [by_method[name] for name in order_methods(by_method)]
+    names, summaries = [m.method for m in order], [m.summary for m in order]
+    shown = [clipped_interval(s) or (s.mean, s.mean) for s in summaries]
     fig = go.Figure(go.Bar(
-        y=[m.method for m in order], x=[s.mean for s in summaries], orientation="h",
+        x=names, y=[s.mean for s in summaries],
         marker_color=[METHOD_COLOURS.get(m.method, PALETTE[i % len(PALETTE)]) for i, m in enumerate(order)],
-        error_x={"type": "data", "symmetric": True, "array": [s.half_width or 0 for s in summaries]},
-        text=[format_ci(s) for s in summaries], textposition="inside", insidetextanchor="start",
-        hovertemplate="%{y}: %{text}<extra></extra>", showlegend=False))
-    fig.add_trace(go.Scatter(y=[m.method for m in order for _ in m.values], x=[v for m in order for v in m.values],
-                             mode="markers", marker={"color": "#111827", "size": 7, "symbol": "line-ns-open"},
-                             name="one run", hovertemplate="%{y}: %{x:.1%}<extra>one run</extra>"))
-    values = [v for m in order for v in m.values]
-    lows = [s.low for s in summaries if s.low is not None] + values
-    highs = [s.high for s in summaries if s.high is not None] + values
-    fig.update_layout(xaxis={"range": [max(0.0, min(lows) - 0.05), min(1.0, max(highs) + 0.02)], "tickformat": ".0%",
-                             "title": "test accuracy: mean of the runs, 95% interval over seeds"},
-                      yaxis={"title": None}, template="plotly_white", height=120 + 48 * len(order),
-                      margin={"l": 10, "r": 20, "t": 10, "b": 40}, legend={"orientation": "h", "y": -0.3})
+        error_y={"type": "data", "symmetric": False, "array": [high - s.mean for s, (_, high) in zip(summaries, shown)],
+                 "arrayminus": [s.mean - low for s, (low, _) in zip(summaries, shown)]},
+        text=[f"{100 * s.mean:.1f}%" for s in summaries], textposition="inside", insidetextanchor="start",
+        textangle=0, customdata=[[format_ci(s), raw_interval_text(s), m.note] for s, m in zip(summaries, order)],
+        hovertemplate="%{x}: %{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
+        showlegend=False))
+    fig.add_trace(go.Scatter(x=[m.method for m in order for _ in m.values], y=[v for m in order for v in m.values],
+                             mode="markers", marker={"color": "#111827", "size": 9, "symbol": "line-ew-open"},
+                             name="one seed's run", hovertemplate="%{x}: %{y:.1%}<extra>one seed's run</extra>"))
+    fig.update_layout(yaxis={"range": [0.0, 1.0], "tickformat": ".0%",
+                             "title": "test accuracy: mean over seeds, 95% interval"},
+                      xaxis={"title": None, "categoryorder": "array", "categoryarray": names},
+                      template="plotly_white", height=400, margin={"l": 50, "r": 20, "t": 10, "b": 40},
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -216,35 +217,41 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     return fig
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
+DODGE_DECADES = 0.03  # each method's points sit this far apart on the log axis, so their error bars never overlap
 
 
 def label_efficiency(rows: Sequence[dict[str, Any]], height: int = 420) -> go.Figure:
-    """Accuracy against the share of labels kept (log x), one line per method with its 95% interval band.
+    """Accuracy against the share of labels kept (log x), one line per method in the fixed method order, each
+    point with its 95% interval as an error bar clipped to 0-100%, on a y axis from 0 to 100%.
 
     ``rows``: the sweep's rows (``method``, ``label_fraction``, ``mean``, ``ci95`` [low, high] or None, ``n``).
+    Each method's points are nudged sideways by a fixed step (hover gives the true share), so seven methods'
+    bars stay apart; a method without an interval at a point (one value, no per-image scores) has no bar there.
     """
     fig = go.Figure()
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = order_methods(r["method"] for r in rows)
     for i, method in enumerate(methods):
         points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["label_fraction"])
         colour = METHOD_COLOURS.get(method, PALETTE[i % len(PALETTE)])
-        xs = [r["label_fraction"] for r in points]
-        banded = [r for r in points if r.get("ci95")]
-        if len(banded) == len(points) and points:
-            # An accuracy lies in [0, 1]: a t-interval over few seeds can reach past it, the band stops there.
-            highs, lows = [min(r["ci95"][1], 1.0) for r in points], [max(r["ci95"][0], 0.0) for r in points]
-            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=highs + lows[::-1],
-                                     fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
-                                     hoverinfo="skip", showlegend=False, legendgroup=method))
+        nudge = 10 ** ((i - (len(methods) - 1) / 2) * DODGE_DECADES)
+        # An accuracy lies in [0, 1]: an interval over few seeds can reach past it, the bar stops there.
+        ends = [(max(r["ci95"][0], 0.0), min(r["ci95"][1], 1.0)) if r.get("ci95") else (r["mean"], r["mean"])
+                for r in points]
         fig.add_trace(go.Scatter(
-            x=xs, y=[r["mean"] for r in points], mode="lines+markers", name=method, legendgroup=method,
-            line={"color": colour}, customdata=[[r.get("n", 1)] for r in points],
-            hovertemplate="%{x:.0%} of labels<br>%{y:.1%} (n=%{customdata[0]})<extra>" + method + "</extra>"))
-    fig.update_layout(xaxis={"type": "log", "title": "share of training labels kept", "tickformat": ".0%"},
-                      yaxis={"title": "test accuracy (mean, 95% CI band)", "tickformat": ".0%"},
+            x=[r["label_fraction"] * nudge for r in points], y=[r["mean"] for r in points], mode="lines+markers",
+            name=method, line={"color": colour}, marker={"color": colour},
+            error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1.5, "width": 4,
+                     "array": [high - r["mean"] for r, (_, high) in zip(points, ends, strict=True)],
+                     "arrayminus": [r["mean"] - low for r, (low, _) in zip(points, ends, strict=True)]},
+            customdata=[[r["label_fraction"], r.get("n", 1), low, high] for r, (low, high) in zip(points, ends,
+                                                                                                    strict=True)],
+            hovertemplate="%{customdata[0]:.0%} of labels<br>%{y:.1%} (95% CI %{customdata[2]:.1%} to "
+                          "%{customdata[3]:.1%}, n=%{customdata[1]})<extra>" + html.escape(method) + "</extra>"))
+    fractions = sorted({r["label_fraction"] for r in rows})
+    fig.update_layout(xaxis={"type": "log", "title": "share of training labels kept", "tickformat": ".0%",
+                             "tickvals": fractions},
+                      yaxis={"title": "test accuracy (mean, 95% CI; axis from 0%)", "tickformat": ".0%",
+                             "range": [0.0, 1.02]},
                       template="plotly_white", height=height, margin={"l": 50, "r": 20, "t": 20, "b": 40},
                       legend={"orientation": "h", "y": -0.2})
     return fig

@@ -15,9 +15,11 @@ from byol_core.lab.jobs import Job, JobManager
 from byol_core.lab.plans import JobSpec, plan
 from byol_core.lab.summary import RunSummary
 from byol_core.presets import PRESETS, get_preset
+from byol_core.stats_text import clipped_interval, format_difference
+from byol_core.studies import tables
 from byol_core.studies.ablation import ABLATION
 from byol_core.studies.ablation import run_count as ablation_run_count
-from byol_core.studies.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, SWEEP, run_counts
+from byol_core.studies.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, SWEEP, SweepResult, run_counts
 from dashboard import charts, job_cards, state
 
 FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -105,12 +107,14 @@ def _study_progress(manager: JobManager, shown: frozenset[str]) -> None:
 
 
 def study_results(summaries: Sequence[RunSummary]) -> None:
-    """The chosen sweep's accuracy against label fraction with bands, or the ablation's bars and drops."""
+    """The chosen sweep's accuracy against label fraction with error bars and its declared comparisons, or the
+    ablation's bars and drops."""
     studies = [s for s in summaries if s.kind in (SWEEP.run_kind, ABLATION.run_kind) and s.results.get("rows")]
     if not studies:
         st.caption("No study with results yet. Start one above, or from the command line: "
                    "`python -m byol_core sweep --preset digits-quick --label-fractions 0.01,0.1,1 --seeds 3` "
-                   "(accuracy against the share of labels, every method, 95% intervals over seeds) and "
+                   "(accuracy against the share of labels, every method, 95% intervals over seeds and test "
+                   "images) and "
                    "`python -m byol_core ablation --preset cpu-quick --seeds 3` (BYOL and SimCLR with and without "
                    "colour augmentation).")
         return
@@ -121,9 +125,7 @@ def study_results(summaries: Sequence[RunSummary]) -> None:
     rows = [r for r in study.results["rows"] if r.get("mean") is not None]
     if study.kind == SWEEP.run_kind:
         st.plotly_chart(charts.label_efficiency(rows), key="compare.sweep", config={"displayModeBar": False})
-        st.caption(f"Test accuracy on {study.results.get('test_images', '?')} test images; bands are 95% t-intervals "
-                   f"over seeds {study.results.get('seeds')}. A band that overlaps another is a difference "
-                   "these seeds cannot tell from noise.")
+        _sweep_verdicts(study.results)
     else:
         for evaluation in dict.fromkeys(r.get("evaluation") for r in rows):
             part = [r for r in rows if r.get("evaluation") == evaluation]
@@ -138,23 +140,47 @@ def study_results(summaries: Sequence[RunSummary]) -> None:
     st.dataframe([table_row(r) for r in rows], hide_index=True, key="compare.study_table")
 
 
-def table_row(row: dict) -> dict:
-    """One study row as people read it: ``84.7% ± 0.7`` with n, the interval and the spread in points.
+def _sweep_verdicts(results: dict) -> None:
+    """What the sweep's bars cover, the declared primary comparison's verdict at each label share, and what
+    fewer than 3 seeds mean. Computed again from the rows, so sweeps saved before they held comparisons show too."""
+    try:
+        sweep = SweepResult.from_dict(results)
+    except (KeyError, TypeError, ValueError):  # a damaged run's results lack a field: its table still shows
+        return
+    st.caption(f"Test accuracy on {sweep.test_images} test images, seeds {sweep.seeds}: the mean with its 95% interval "
+               f"{tables.coverage(sweep.summaries())}, clipped to 0–100%. Each method's points are nudged sideways "
+               "so that no bar hides another; judge a difference by the declared comparison, not by bars that overlap.")
+    lines = []
+    for fraction in sweep.label_fractions:
+        primary = next((c for c in sweep.comparisons(fraction) if c.primary), None)
+        verdict = format_difference(primary.result) if primary else "not both methods yet"
+        lines.append(f"- **{_percent(fraction)} of labels**: {verdict}")
+    st.markdown("Declared comparison (fixed before the runs; the secondary pairs, Holm-adjusted, are in the "
+                "command line's table and the sweep's JSON):\n" + "\n".join(lines))
+    note = tables.seed_note(sweep.summaries())
+    if note:
+        st.warning(note, icon=":material/info:")
 
-    The JSON keeps the raw fractions; with 2 seeds a t-interval can pass 0 or 100%, and the table says so
-    rather than clipping it (only the chart's bands stop at the axis).
+
+def table_row(row: dict) -> dict:
+    """One study row as people read it: ``84.7% ± 0.7`` with n, the interval shown (clipped to 0-100%: an
+    interval over few seeds can pass either end, an accuracy cannot), what it covers and the spread in points.
+
+    The JSON keeps the raw interval (``ci95``) beside the clipped one.
     """
     shown = {k: row[k] for k in ("method", "augmentation", "evaluation") if k in row}
     if "label_fraction" in row:
         shown["labels"] = f"{100 * row['label_fraction']:.3g}%"
-    mean, ci = 100 * row["mean"], row.get("ci95")
+    summary = tables.row_summary(row)
     shown["n"] = row.get("n")
-    if ci:
-        shown["accuracy (95% CI)"] = f"{mean:.1f}% ± {100 * (ci[1] - ci[0]) / 2:.1f}"
-        shown["interval"] = f"{100 * ci[0]:.1f} to {100 * ci[1]:.1f}%"
+    interval = clipped_interval(summary) if summary is not None else None
+    if interval is not None and summary is not None:
+        shown["accuracy (95% CI)"] = tables.cell(summary)
+        shown["interval"] = f"{100 * interval[0]:.1f} to {100 * interval[1]:.1f}%"
     else:
-        shown["accuracy (95% CI)"] = f"{mean:.1f}% (n={row.get('n')}, no interval)"
+        shown["accuracy (95% CI)"] = f"{tables.cell(summary)} (n={row.get('n')}, no interval)"
         shown["interval"] = ""
+    shown["covers"] = tables.COVERS.get(summary.method, summary.method) if summary is not None else ""
     if row.get("std") is not None:
         shown["std (points)"] = round(100 * row["std"], 1)
     return shown

@@ -12,13 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from byol_core.lab.comparison import comparison_key
 from byol_core.lab.summary import RunSummary
 from byol_core.text import csv_cell
 
 # New columns go after the first three, which readers of older exports rely on.
 CSV_COLUMNS = ("method", "accuracy", "metric", "name", "dataset", "label_fraction", "seed", "lr", "augmentation",
                "epochs_run", "steps_run", "backbone", "image_size", "test_images", "from_run", "run_id", "finished",
-               "note")
+               "comparison_key", "note")  # the note stays last: free text, the widest cell
 
 
 def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
@@ -48,6 +49,7 @@ def compare_rows(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
             "label": f"{s.display_name or s.method} · {s.id[-4:]}",
             "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.finished_at or 0)),
             "note": s.note,
+            "comparison_key": comparison_key(s.config),  # runs with one key are seeds of one comparison
         })
     return rows
 

@@ -18,7 +18,7 @@ def test_experiment_prints_the_table_and_writes_json(tmp_path, capsys):
     data = json.loads(out_json.read_text())
     methods = {r["method"] for r in data["rows"]}
     assert methods == {"supervised from scratch", "BYOL fine-tuned", "BYOL linear probe", "BYOL kNN",
-                       "random-init kNN", "raw-pixel kNN"}
+                       "random-init kNN", "raw-pixel kNN", "raw-pixel logistic regression"}
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in data["rows"])
     assert data["label_fraction"] == 0.5 and data["labelled_images"] < 256
     for method in methods:

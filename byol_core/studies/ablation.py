@@ -5,10 +5,13 @@ and grayscale off on both views) one pretraining run and one linear probe from i
 a normal run folder made with :func:`~byol_core.lab.plans.plan` and :func:`~byol_core.lab.runner.start`.
 The ablation is itself a stage (:mod:`byol_core.studies.common`): ``plan("ablation", cfg, options={"seeds": n})``
 makes it a job like any other.
-Every encoder is scored the same way on the same labelled subset and test set (the data split does
-not depend on the training seed): kNN accuracy and linear-probe accuracy. The result, one row per
-(method, augmentation, evaluation) with its t-interval over seeds and each method's drop with its
-paired interval, is held by the ablation's own run (kind ``ablation``).
+Every encoder is scored the same way on the same test set, with its seed's labelled subset (the same for
+both methods and both augmentations of a seed): kNN accuracy and linear-probe accuracy. Each run's
+per-image correctness is kept, so the result, one row per (method, augmentation, evaluation) with its
+interval over seeds and test images, and each method's drop (full - no-colour, the ablation's own declared
+comparisons) paired seed by seed and image by image (:mod:`byol_core.studies.tables`), covers every source
+of noise; runs without saved predictions fall back to the seeds alone. The ablation's own run (kind
+``ablation``) holds it.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..config import ExperimentConfig
+from ..data import load_data
 from ..events import ROW, Callback
 from ..lab.builtin_stages import BYOL, KNN, LINEAR, SIMCLR
 from ..lab.plans import plan
 from ..lab.run_store import RunStore
 from ..lab.stages import Stage, StageContext
-from ..stats import Difference, Summary, compare, summarize
+from ..stats import Difference, Summary
 from ..stats_text import format_ci, format_difference
-from .common import StudyRuns, check_known, check_seeds, run_study, write_json
+from . import tables
+from .common import StudyRuns, check_known, check_seeds, correct_of, run_study, write_json
 
 ABLATION_KIND = "ablation"  # the stage's name and its run's kind
 OPTIONS = ("seeds",)
@@ -55,31 +62,43 @@ def _interval(summary: Summary) -> list[float] | None:
     return None if summary.ci is None else [summary.ci[0], summary.ci[1]]
 
 
+Scores = dict[str, tuple[float, str, np.ndarray | None]]  # evaluation -> (accuracy, run id, per-image correctness)
+
+
 @dataclass
 class AblationCell:
-    """One (method, augmentation, evaluation): its value and run per seed."""
+    """One (method, augmentation, evaluation): its value, run and per-image correctness (where saved) per seed."""
 
     method: str
     augmentation: str
     evaluation: str
     values: dict[int, float] = field(default_factory=dict)  # seed -> accuracy
     runs: dict[int, str] = field(default_factory=dict)      # seed -> run id that holds it
+    correct: dict[int, np.ndarray] = field(default_factory=dict)  # seed -> which test images it got right
 
-    def summary(self) -> Summary:
-        return summarize(list(self.values.values()))
+    def add(self, seed: int, value: float, run_id: str, correct: np.ndarray | None) -> None:
+        self.values[seed], self.runs[seed] = (value if correct is None else tables.value_of(correct)), run_id
+        if correct is not None:
+            self.correct[seed] = correct
+
+    def summary(self) -> Summary | None:
+        return tables.accuracy(list(self.values.values()), [self.correct.get(s) for s in self.values])
+
+    def by_seed(self) -> dict[int, tables.Scored]:
+        return {s: (v, self.correct.get(s)) for s, v in self.values.items()}
 
     def to_row(self) -> dict[str, Any]:
-        s = self.summary()
         return {"method": self.method, "augmentation": self.augmentation, "evaluation": self.evaluation,
-                "n": s.n, "mean": s.mean, "std": s.std, "ci95": _interval(s), "interval": s.method,
+                **tables.accuracy_fields(list(self.values.values()), [self.correct.get(s) for s in self.values]),
                 "values": list(self.values.values()), "seeds": list(self.values), "runs": list(self.runs.values())}
 
 
 def colour_drop(full: AblationCell, no_colour: AblationCell) -> Difference:
-    """``full - no-colour`` over the seeds both have, with its paired interval."""
-    seeds = [s for s in full.values if s in no_colour.values]
-    return compare([full.values[s] for s in seeds], [no_colour.values[s] for s in seeds],
-                   a_name=f"{full.method} {FULL}", b_name=f"{full.method} {NO_COLOUR}")
+    """``full - no-colour`` over the seeds both have: image by image where every run kept its correctness."""
+    drop = tables.paired(full.by_seed(), no_colour.by_seed(), f"{full.method} {FULL}", f"{full.method} {NO_COLOUR}")
+    if drop is None:
+        raise ValueError(f"{full.method}: no seed has both the {FULL} and the {NO_COLOUR} arm")
+    return drop
 
 
 @dataclass
@@ -103,6 +122,8 @@ class AblationResult:
             cell = result.cell(row["method"], row["augmentation"], row["evaluation"])
             cell.values = dict(zip(row["seeds"], row["values"], strict=True))
             cell.runs = dict(zip(row["seeds"], row["runs"], strict=True))
+            correct = tables.read_correct(row, len(row["seeds"]))  # Nones in results written before it was kept
+            cell.correct = {s: c for s, c in zip(row["seeds"], correct, strict=True) if c is not None}
         return result
 
     def write(self, json_path: str | Path) -> list[Path]:
@@ -149,7 +170,8 @@ class AblationResult:
         lines += [f"  {e:<7} {format_difference(d)}" for _m, e, d in self.drops()]
         lines.append(f"data set {self.dataset}, {self.labelled_images} labelled training images, "
                      f"{self.test_images} test images, seeds {self.seeds}; wall time {self.wall_seconds:.1f} s")
-        return "\n".join(lines)
+        note = tables.seed_note(c.summary() for c in self.cells if c.values)
+        return "\n".join(lines + ([note] if note else []))
 
 
 def ablation_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,21 +185,22 @@ def run_count(seeds: int) -> int:
     return seeds * len(METHODS) * len(AUGMENTATIONS) * RUNS_PER_ARM
 
 
-def _train_arm(ctx: StageContext, runs: StudyRuns, seed: int, method: str,
-               augmentation: str) -> dict[str, tuple[float, str]]:
-    """One (seed, method, augmentation): evaluation name -> (accuracy, run id); empty when stopped first."""
+def _train_arm(ctx: StageContext, runs: StudyRuns, seed: int, method: str, augmentation: str) -> Scores:
+    """One (seed, method, augmentation): evaluation name -> (accuracy, run id, correctness); empty when stopped
+    first. Both evaluations use the seed's labelled subset (its config's data)."""
     arm = f"seed {seed}: {method}, {augmentation} augmentation"
     overrides = {"seed": seed, **augmentation_overrides(augmentation)}
     spec = plan(method, ctx.cfg, overrides=overrides, name=f"{augmentation}-s{seed}-{ctx.cfg.name}")
-    knn, pre = runs.start(spec, ctx.data(), f"{arm}, pretraining")
+    splits = load_data(spec.config.data)
+    knn, pre = runs.start(spec, splits, f"{arm}, pretraining")
     if runs.stopped() or knn is None:
         runs.skip()  # no probe of an encoder that was not scored
         return {}
-    scores = {KNN.name: (knn, pre.id)}
-    linear, probe = runs.start(plan(LINEAR.name, pre.read_config()[0], source_run=pre.id), ctx.data(),
+    scores = {KNN.name: (knn, pre.id, correct_of(pre, len(splits.test)))}
+    linear, probe = runs.start(plan(LINEAR.name, pre.read_config()[0], source_run=pre.id), splits,
                                f"{arm}, linear probe")
     if linear is not None:
-        scores[LINEAR.name] = (linear, probe.id)
+        scores[LINEAR.name] = (linear, probe.id, correct_of(probe, len(splits.test)))
     return scores
 
 
@@ -195,11 +218,12 @@ def ablation_body(ctx: StageContext) -> dict[str, Any]:
             for augmentation in AUGMENTATIONS:
                 if runs.stopped():
                     break
-                for evaluation, (value, run_id) in _train_arm(ctx, runs, seed, method, augmentation).items():
+                for evaluation, (value, run_id, correct) in _train_arm(ctx, runs, seed, method,
+                                                                       augmentation).items():
                     cell = result.cell(method, augmentation, evaluation)
-                    cell.values[seed], cell.runs[seed] = value, run_id
+                    cell.add(seed, value, run_id, correct)
                     ctx.log({"kind": ROW, "seed": seed, "method": method, "augmentation": augmentation,
-                             "evaluation": evaluation, "accuracy": value, "run_id": run_id})
+                             "evaluation": evaluation, "accuracy": cell.values[seed], "run_id": run_id})
         ctx.partial_results(result.to_dict())
     result.wall_seconds = time.perf_counter() - t_start
     runs.finish()

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
+
 from ..config import ConfigError, ExperimentConfig
 from ..data import DataSplits
 from ..events import START, STEP, Callback
@@ -102,6 +104,13 @@ class StudyRuns:
         event = {**event, "stage": self.study, "step": self.done, "total_steps": self.total, "doing": self.doing}
         for callback in self.ctx.callbacks:
             callback(event)
+
+
+def correct_of(run: Run, test_images: int) -> np.ndarray | None:
+    """Which test images ``run`` got right (its predictions.npz), or None when it saved none for this test set
+    (an older run, a stopped one): its value then still counts, its interval covers the seeds alone."""
+    correct = run.load_correct()
+    return correct if correct is not None and len(correct) == test_images else None
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:

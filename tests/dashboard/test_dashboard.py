@@ -319,9 +319,12 @@ def test_study_table_reads_as_mean_plus_minus_half_width():
     assert shown["accuracy (95% CI)"] == "84.7% ± 0.7"
     assert shown["interval"] == "84.1 to 85.4%"
     assert shown["std (points)"] == 0.3
+    assert shown["covers"].startswith("over seeds only")  # saved without per-image scores
     wide = table_row({"method": "BYOL kNN", "augmentation": "full", "n": 2, "mean": 0.4258, "std": 0.105,
                       "ci95": [-0.517, 1.369]})
-    assert wide["interval"] == "-51.7 to 136.9%" and "labels" not in wide  # shown as computed, not clipped
+    # Shown clipped to what an accuracy can be (the raw ends stay in the JSON's ci95), never as "± 94.3".
+    assert wide["interval"] == "0.0 to 100.0%" and "labels" not in wide
+    assert wide["accuracy (95% CI)"] == "42.6% (0.0 to 100.0)"
     assert table_row({"method": "m", "n": 1, "mean": 0.5, "ci95": None})["accuracy (95% CI)"] == \
         "50.0% (n=1, no interval)"
 

@@ -8,17 +8,21 @@ import re
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
 
+from byol_core import stats
 from byol_core.cli import main
 from byol_core.config import ConfigError, parse_set_args, with_overrides
 from byol_core.lab import runner
+from byol_core.lab.comparison import METHOD_ORDER, PRIMARY, SECONDARY
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.plans import JobSpec, plan
 from byol_core.lab.run_store import RunStore
 from byol_core.presets import get_preset
 from byol_core.studies import sweep
 from byol_core.studies.sweep import METHODS, parse_fractions, run_sweep
+from byol_core.studies.tables import unpack_correct
 from tests.app_helpers import _app, _errors, _page
 
 SHORT = ["--set", "byol.optim.epochs=1", "--set", "supervised.optim.epochs=1", "--set", "supervised.optim.min_steps=0",
@@ -32,20 +36,47 @@ def test_sweep_runs_one_pretraining_per_seed_and_writes_json_csv_and_table(tmp_p
     assert code == 0
     printed = capsys.readouterr().out
     assert "10% labels" in printed and "100% labels" in printed and "raw-pixel logistic regression" in printed
+    assert "over seeds (each its own training and labelled subset) and test images" in printed
+    assert "primary: BYOL linear probe - supervised from scratch" in printed
+    assert "2 seeds: too few to read this interval" in printed  # the n < 3 note
 
     result = json.loads(out.read_text())
     assert result["label_fractions"] == [0.1, 1.0] and result["seeds"] == [0, 1]
     rows = result["rows"]
     assert {(r["method"], r["label_fraction"]) for r in rows} == {(m, f) for m in METHODS for f in (0.1, 1.0)}
+    store = RunStore(tmp_path / "runs")
     for r in rows:
         assert r["n"] == 2 and len(r["values"]) == 2 and r["seeds"] == [0, 1] and len(r["run_ids"]) == 2
         assert all(0.0 <= v <= 1.0 for v in r["values"])
         low, high = r["ci95"]
-        assert low <= r["mean"] <= high
+        assert low <= r["mean"] <= high and r["interval"] == "seeds and test images"
+        assert 0.0 <= r["ci95_clipped"][0] <= r["mean"] <= r["ci95_clipped"][1] <= 1.0
         assert r["labelled_images"] == (256 if r["label_fraction"] == 1.0 else 26)  # round(10%) of each class
+        # Each seed's per-image correctness gives its value exactly, and the row's interval is computed from it.
+        correct = [unpack_correct(c, r["images"]) for c in r["correct"]]
+        assert r["images"] == 128 and [float(c.mean()) for c in correct] == r["values"]
+        assert stats.accuracy_summary(np.stack(correct)).ci == tuple(r["ci95"])
+        for run_id, c in zip(r["run_ids"], correct, strict=True):
+            if run_id is not None:  # the stage run's own predictions and headline
+                assert np.array_equal(store.get(run_id).load_correct(), c)
+                results = store.get(run_id).read_status()["results"]
+                headline = results.get("test_accuracy", results.get("knn_accuracy"))
+                assert headline == pytest.approx(float(c.mean()), abs=1e-6)
     floors = [r for r in rows if r["method"].startswith("raw-pixel")]
     assert all(r["run_ids"] == [None, None] for r in floors)
-    assert all(r["values"][0] == r["values"][1] for r in floors)  # same split every seed: a floor does not move
+    # A floor is fit on each seed's labelled subset and scored on the test images: it has an interval now.
+    assert all(r["half_width"] > 0 for r in floors)
+    small = [r for r in floors if r["label_fraction"] == 0.1]
+    assert any(r["values"][0] != r["values"][1] for r in small), small  # 26 labels drawn per seed: floors move
+    comparisons = result["comparisons"]
+    for fraction in (0.1, 1.0):
+        here = [c for c in comparisons if c["label_fraction"] == fraction]
+        primary = [c for c in here if c["primary"]]
+        assert [(c["a"], c["b"]) for c in primary] == [PRIMARY] and primary[0]["adjusted_p"] is None
+        secondary = [c for c in here if not c["primary"]]
+        assert [(c["a"], c["b"]) for c in secondary] == list(SECONDARY)
+        assert [c["adjusted_p"] for c in secondary] == pytest.approx(stats.holm([c["p"] for c in secondary]))
+        assert all(c["test"] == "seeds and test images" and c["verdict"] for c in here)
 
     with open(out.with_suffix(".csv"), newline="") as fh:
         lines = list(csv.DictReader(fh))
@@ -53,7 +84,6 @@ def test_sweep_runs_one_pretraining_per_seed_and_writes_json_csv_and_table(tmp_p
     assert float(lines[0]["ci95_low"]) == pytest.approx(rows[0]["ci95"][0])
 
     # Every stage run is an ordinary run folder; one BYOL pretraining per seed, reused by every fraction.
-    store = RunStore(tmp_path / "runs")
     stages = Counter(run.read_record().get("stage") or run.read_record()["kind"] for run in store)
     assert stages == {"byol": 2, "finetune": 4, "linear": 4, "scratch": 4, "knn": 8, "sweep": 1}
     byol_runs = set(result["byol_runs"])
@@ -188,15 +218,18 @@ def test_bad_fractions_or_seeds_are_a_one_line_error(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
-def test_table_says_n_and_gives_no_interval_for_one_seed():
-    result = sweep.SweepResult(run_id="r", dataset="digits", config_name="tiny", label_fractions=[0.5], seeds=[0])
+def test_rows_without_per_image_scores_give_no_interval_for_one_seed_and_say_what_they_cover():
+    # Values alone (as sweeps saved before per-image scores were kept): one value has no interval, two seeds a
+    # t-interval over the seeds only, clipped to 0-100% when shown, and a row missing a seed names its n.
+    result = sweep.SweepResult(run_id="r", dataset="digits", config_name="tiny", label_fractions=[0.5], seeds=[0, 1])
     result.row("BYOL kNN", 0.5).add(0, 0.9, "run-a")
     result.row("random-init kNN", 0.5).add(0, 0.5, "run-b")
     result.row("random-init kNN", 0.5).add(1, 0.7, "run-c")
     table = result.table()
-    assert "90.0 (1)" in table and "60.0 ± " in table and "(2)" in table
+    assert "90.0% n=1" in table and "60.0% (0.0 to 100.0)" in table and "± 0.0" not in table
+    assert "over seeds only (no per-image scores saved" in table
     row = result.row("BYOL kNN", 0.5).to_dict()
-    assert row["ci95"] is None and row["n"] == 1 and row["std"] == 0.0
+    assert row["ci95"] is None and row["n"] == 1 and row["std"] == 0.0 and row["correct"] == [None]
 
 
 @pytest.mark.usefixtures("runs_dir")
@@ -245,11 +278,20 @@ def test_the_compare_page_starts_a_sweep_job_that_the_train_page_lists():
     assert set(table["method"]) == set(METHODS) and set(table["n"]) == {1}
 
 
-def test_the_label_efficiency_bands_stay_within_accuracy_bounds():
+def test_the_label_efficiency_chart_draws_clipped_error_bars_in_method_order_from_zero():
     from dashboard import charts
 
-    # Two seeds far apart: the t-interval reaches below 0 and above 1, an accuracy cannot.
-    rows = [{"method": "BYOL kNN", "label_fraction": f, "mean": 0.5, "n": 2, "ci95": [-0.9, 1.9]} for f in (0.1, 1.0)]
-    band, line = charts.label_efficiency(rows).data
-    assert min(band.y) == 0.0 and max(band.y) == 1.0
-    assert list(line.y) == [0.5, 0.5]  # the means are drawn as measured
+    # Two seeds far apart: the raw interval reaches below 0 and above 1, an accuracy cannot.
+    rows = [{"method": m, "label_fraction": f, "mean": 0.5 + 0.01 * i, "n": 2, "ci95": [-0.9, 1.9]}
+            for i, m in enumerate(reversed(METHOD_ORDER)) for f in (0.1, 1.0)]  # given best first, worst last
+    fig = charts.label_efficiency(rows)
+    assert [t.name for t in fig.data] == list(METHOD_ORDER)  # the fixed order, never by accuracy
+    for trace in fig.data:
+        assert trace.fill is None  # error bars, no filled bands
+        tops = [y + up for y, up in zip(trace.y, trace.error_y.array, strict=True)]
+        bottoms = [y - down for y, down in zip(trace.y, trace.error_y.arrayminus, strict=True)]
+        assert tops == pytest.approx([1.0, 1.0]) and bottoms == pytest.approx([0.0, 0.0])
+        assert [d[0] for d in trace.customdata] == [0.1, 1.0]  # hover gives the true share, nudged or not
+    assert fig.layout.yaxis.range[0] == 0.0
+    xs = sorted(trace.x[0] for trace in fig.data)  # nudged apart at one share, so no bar hides another
+    assert len(set(xs)) == len(METHOD_ORDER) and xs[0] < 0.1 < xs[-1]
