@@ -81,7 +81,7 @@ def cpu_quick() -> ExperimentConfig:
 
 def fmnist_30min() -> ExperimentConfig:
     """A half-hour CPU budget on all of Fashion-MNIST: cpu-quick for 27 epochs with milder crops (60-100%
-    of the image), ~22 minutes of pretraining on 2 cores with bf16; the README's headline comparison.
+    of the image), 22-26 minutes of pretraining on 2 cores with bf16 as measured; the README's headline comparison.
     On CPUs without bf16 use ``model.width=16, byol.optim.epochs=18`` to stay near 30 minutes.
     """
     milder_crops = {"augment.view1.crop_scale_min": 0.6, "augment.view2.crop_scale_min": 0.6}
