@@ -22,15 +22,24 @@ PAGES_DIR = Path(__file__).resolve().parent / "views"
 st.set_page_config(page_title="BYOL Lab", page_icon=":material/blur_on:", layout="wide")
 state.start_umap_warmup()
 
+# Every page has its own address (/data, /train, /compare, /embeddings). Streamlit serves its default page at
+# the root URL only (a default page's url_path answers "Page not found"), so the default is a hidden page that
+# opens the Data page at /data.
 pages = [
-    st.Page(PAGES_DIR / "data.py", title="Data & augmentations", icon=":material/photo_library:",
-            url_path="data", default=True),
+    st.Page(PAGES_DIR / "data.py", title="Data & augmentations", icon=":material/photo_library:", url_path="data"),
     st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/leaderboard:", url_path="compare"),
     st.Page(PAGES_DIR / "embeddings.py", title="Embeddings", icon=":material/scatter_plot:",
             url_path="embeddings"),
 ]
-page = st.navigation(pages, position="sidebar")
+
+
+def _start() -> None:
+    st.switch_page(pages[0])
+
+
+page = st.navigation([st.Page(_start, title="BYOL Lab", url_path="start", default=True, visibility="hidden"),
+                      *pages], position="sidebar")
 
 with st.sidebar:
     st.markdown("**BYOL Lab** learns image features without labels, then shows how much they help "

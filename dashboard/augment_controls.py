@@ -12,13 +12,14 @@ Widget values live in ``st.session_state`` under ``aug.<view>.<field>``; the res
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from byol_core.augment.ops import blur_kernel_size
-from byol_core.config import AugmentConfig, ViewAugmentConfig
+from byol_core.config import AugmentConfig, DataConfig, ViewAugmentConfig
 from byol_core.presets import byol_paper_augment
 from byol_core.schema import field_schema
 
@@ -220,29 +221,30 @@ def _toggle_help(group: OpGroup) -> str:
     return "Off uses the whole image at its own shape (no cropping)."
 
 
-def python_snippet(cfg: AugmentConfig, data_name: str = "digits", folder: str | None = None,
-                   seed: int = 0) -> str:
-    """Python that rebuilds the same augmentation with byol_core (non-default fields only)."""
-    defaults = ViewAugmentConfig()
+def _non_default_args(cfg: Any, always: tuple[str, ...] = ()) -> str:
+    """``cfg``'s fields that differ from its class's defaults (and those named in ``always``), as keyword
+    arguments."""
+    defaults = type(cfg)()
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)
+                     if f.name in always or getattr(cfg, f.name) != getattr(defaults, f.name))
 
-    def view_args(v: ViewAugmentConfig) -> str:
-        args = [f"{f.name}={getattr(v, f.name)!r}" for f in dataclasses.fields(v)
-                if getattr(v, f.name) != getattr(defaults, f.name)]
-        return ", ".join(args)
 
-    data_args = f"name={data_name!r}" + (f", folder={folder!r}" if folder else "")
+def python_snippet(cfg: AugmentConfig, data: DataConfig, indices: Sequence[int], seed: int = 0) -> str:
+    """Python that rebuilds what the preview shows: the data set, the same training images (``indices``), the
+    same views (``seed``), with byol_core (non-default fields only)."""
     return "\n".join([
         "from byol_core.augment.views import BYOLAugment, preview",
         "from byol_core.config import AugmentConfig, DataConfig, ViewAugmentConfig",
         "from byol_core.data import load_data",
         "",
-        f"splits = load_data(DataConfig({data_args}))",
+        f"splits = load_data(DataConfig({_non_default_args(data, always=('name',))}))",
         "cfg = AugmentConfig(",
         f"    image_size={cfg.image_size!r}, backend={cfg.backend!r},",
-        f"    view1=ViewAugmentConfig({view_args(cfg.view1)}),",
-        f"    view2=ViewAugmentConfig({view_args(cfg.view2)}),",
+        f"    view1=ViewAugmentConfig({_non_default_args(cfg.view1)}),",
+        f"    view2=ViewAugmentConfig({_non_default_args(cfg.view2)}),",
         ")",
-        "augment = BYOLAugment(cfg, splits.mean, splits.std)       # what training uses",
-        "view1, view2 = augment(splits.train.images[:8])           # normalised (8, 3, S, S)",
-        f"originals, v1, v2 = preview(splits.train.images[:8], cfg, seed={seed})  # 0..1, as shown here",
+        f"images = splits.train.images[{list(indices)!r}]  # the training images shown here",
+        "augment = BYOLAugment(cfg, splits.mean, splits.std)  # what training uses",
+        f"view1, view2 = augment(images)  # normalised ({len(indices)}, 3, {cfg.image_size}, {cfg.image_size})",
+        f"originals, v1, v2 = preview(images, cfg, seed={seed})  # 0..1, the views shown here",
     ])

@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterator
 
 import streamlit as st
-import torch
 
 from byol_core.analysis.embeddings import KeyedFutures
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
@@ -167,37 +166,3 @@ def set_augment_cfg(cfg: AugmentConfig) -> None:
 def load_splits(cfg: DataConfig) -> DataSplits:
     """``load_data`` (cached in-process by byol_core; a hit costs microseconds)."""
     return load_data(cfg)
-
-
-def _cfg_key(cfg: DataConfig) -> str:
-    from byol_core.config import to_json
-
-    return to_json(cfg)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _preview_sample(cfg_json: str, count: int) -> tuple[torch.Tensor, list[str]]:
-    from byol_core.config import from_json
-
-    cfg = from_json(cfg_json, DataConfig)
-    splits = load_data(cfg)
-    labels = splits.train.labels
-    # One image per class first (so the grid shows the variety), then fill up in order.
-    chosen: list[int] = []
-    for c in range(max(splits.num_classes, 0)):
-        hits = torch.nonzero(labels == c).flatten()
-        if len(hits) and len(chosen) < count:
-            chosen.append(int(hits[0]))
-    for i in range(len(labels)):
-        if len(chosen) >= count:
-            break
-        if i not in chosen:
-            chosen.append(i)
-    index = torch.tensor(sorted(chosen), dtype=torch.long)
-    names = [splits.classes[int(labels[i])] if int(labels[i]) >= 0 and splits.classes else "" for i in index]
-    return splits.train.images[index].clone(), names
-
-
-def preview_sample(cfg: DataConfig, count: int = 8) -> tuple[torch.Tensor, list[str]]:
-    """``count`` training images (uint8 (B, C, H, W), read-only) and their class names."""
-    return _preview_sample(_cfg_key(cfg), count)

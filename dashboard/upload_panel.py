@@ -9,8 +9,9 @@ upload, what it takes on disk and the runs that use it, and deletes those no run
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -41,8 +42,8 @@ def _chosen_folder() -> Path | None:
     return Path(cfg.folder).resolve() if cfg.name == "folder" and cfg.folder else None
 
 
-def _saved_once(key: Hashable, save: Callable[[], uploads.SavedUpload]) -> uploads.SavedUpload | None:
-    """``save()``'s result for this upload, kept for the session; a refusal is kept (and shown) too.
+def _saved_once(key: Hashable, save: Callable[[], uploads.SavedUpload]) -> tuple[uploads.SavedUpload | None, bool]:
+    """``save()``'s result for this upload, kept for the session; a refusal is kept (and shown) too: (None, True).
 
     Redone only for another upload, or when the folder it wrote was deleted meanwhile.
     """
@@ -62,8 +63,8 @@ def _saved_once(key: Hashable, save: Callable[[], uploads.SavedUpload]) -> uploa
                 remove_unused_uploads(_store(), UPLOAD_ROOT, also_keep=[result.folder] + ([chosen] if chosen else []))
     if isinstance(memo[1], str):
         st.error(memo[1], icon=":material/error:")
-        return None
-    return memo[1]
+        return None, True
+    return memo[1], False
 
 
 def _class_uploads() -> list[tuple[str, list]]:
@@ -81,33 +82,60 @@ def _class_uploads() -> list[tuple[str, list]]:
     return groups
 
 
-def upload_choice() -> DataConfig | None:
-    """Uploaded images saved as a folder (labelled by class when the upload says so), or None until there are any."""
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 file", "2 files": ``n`` and the noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def skipped_lines(skipped: Sequence[str], folder: str | None) -> list[str]:
+    """Skipped-file entries ("<path>: reason") with every path relative to the data set's ``folder``.
+
+    The folder loader (and PIL's message in the reason) name files by their full path on the server; the person
+    chose the folder, so the part inside it is what identifies a file, and the server's layout stays off the page.
+    """
+    if not folder:
+        return list(skipped)
+    base = Path(os.path.expanduser(folder))
+    # The longer spelling first, so a resolved path that extends the given one is cut whole.
+    prefixes = sorted({str(p) + os.sep for p in (base.absolute(), base.resolve())}, key=len, reverse=True)
+    lines = []
+    for entry in skipped:
+        for prefix in prefixes:
+            entry = entry.replace(prefix, "")
+        lines.append(entry)
+    return lines
+
+
+def upload_choice() -> tuple[DataConfig | None, bool]:
+    """Uploaded images saved as a folder (labelled by class when the upload says so), or None until there are any;
+    and whether the upload was refused (the reason is shown)."""
     mode = st.radio("Labels", list(UPLOAD_MODES), format_func=UPLOAD_MODES.get, key="data.upload_mode",
                     horizontal=True, help="Accuracy numbers (supervised runs, probes, kNN) need class labels; "
                                           "BYOL pretraining does not.")
-    saved = None
+    saved: uploads.SavedUpload | None = None
+    refused = False
     if mode == "none":
         files = st.file_uploader("Images (unlabelled)", accept_multiple_files=True, type=list(uploads.IMAGE_TYPES),
                                  key="data.upload")
         if files:
-            saved = _saved_once(("none", tuple(map(_file_key, files))), lambda: uploads.save_uploads(files))
+            saved, refused = _saved_once(("none", tuple(map(_file_key, files))), lambda: uploads.save_uploads(files))
     elif mode == "classes":
         groups = _class_uploads()
         if any(files for _, files in groups):
             key = ("classes", tuple((name, tuple(map(_file_key, files))) for name, files in groups))
-            saved = _saved_once(key, lambda: uploads.save_class_uploads(groups))
+            saved, refused = _saved_once(key, lambda: uploads.save_class_uploads(groups))
     else:
         archive = st.file_uploader("A zip with one folder of images per class", type=["zip"], key="data.upload_zip",
                                    help="cats/1.png, dogs/2.jpg … (one folder around them is fine). Up to "
                                         f"{uploads.MAX_UPLOAD_BYTES // 2**20} MB unpacked, "
                                         f"{uploads.MAX_ZIP_ENTRIES} entries.")
         if archive:
-            saved = _saved_once(("zip", _file_key(archive)), lambda: uploads.extract_class_zip(archive.getvalue()))
+            saved, refused = _saved_once(("zip", _file_key(archive)),
+                                         lambda: uploads.extract_class_zip(archive.getvalue()))
     if saved is not None:
         _describe(saved, mode)
     _uploads_on_disk(saved.folder if saved is not None else None)
-    return DataConfig(name="folder", folder=str(saved.folder)) if saved is not None else None
+    return (DataConfig(name="folder", folder=str(saved.folder)) if saved is not None else None), refused
 
 
 def _describe(saved: uploads.SavedUpload, mode: str) -> None:
@@ -119,7 +147,7 @@ def _describe(saved: uploads.SavedUpload, mode: str) -> None:
                 "labels: fine for BYOL pretraining; for accuracy numbers put one folder per class in it.",
                 icon=":material/info:")
     if saved.skipped:
-        with st.expander(f"{len(saved.skipped)} uploaded file(s) not used"):
+        with st.expander(f"{counted(len(saved.skipped), 'uploaded file')} not used"):
             st.code("\n".join(saved.skipped[:50]), language=None)
 
 
@@ -132,7 +160,7 @@ def _runs_text(runs: tuple[str, ...]) -> str:
     if not runs:
         return "used by no run"
     more = f" and {len(runs) - SHOWN_RUNS} more" if len(runs) > SHOWN_RUNS else ""
-    return f"used by {len(runs)} run(s): " + ", ".join(f"`{r}`" for r in runs[:SHOWN_RUNS]) + more
+    return f"used by {counted(len(runs), 'run')}: " + ", ".join(f"`{r}`" for r in runs[:SHOWN_RUNS]) + more
 
 
 def _uploads_on_disk(picked: Path | None) -> None:
@@ -145,7 +173,7 @@ def _uploads_on_disk(picked: Path | None) -> None:
         return
     chosen = [f for f in (_chosen_folder(), picked and picked.resolve()) if f is not None]
     total = sum(use.upload.bytes for use in uses)
-    with st.expander(f"Uploads on this machine: {len(uses)} upload{'s' if len(uses) != 1 else ''}, {_size(total)}"):
+    with st.expander(f"Uploads on this machine: {counted(len(uses), 'upload')}, {_size(total)}"):
         st.caption(f"An upload is kept while any run uses it (deleting it would leave those runs unable to resume, "
                    f"be evaluated or show embeddings: delete the runs first). Of the others, the newest "
                    f"{uploads.KEEP_UNUSED_UPLOADS} are kept when a new upload arrives.")
@@ -155,7 +183,7 @@ def _uploads_on_disk(picked: Path | None) -> None:
             why = ("runs use it: delete them first" if use.runs else
                    "it is the data set chosen here: choose or upload another first" if here else None)
             text, button = st.columns([5, 1], vertical_alignment="center")
-            images = f"{upload.images} image{'s' if upload.images != 1 else ''}"
+            images = counted(upload.images, "image")
             text.markdown(f"**{upload.folder.name}** · {images} · {_size(upload.bytes)} · uploaded "
                           f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(upload.modified))} · "
                           f"{_runs_text(use.runs)}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from byol_core.config import AugmentConfig, DataConfig, to_json
 from byol_core.schema import field_schema
+from byol_core.text import markdown_text
 from dashboard import augment_controls as ac
-from dashboard import images, state, upload_panel
-from dashboard.preview import run_preview
+from dashboard import images, preview, state, upload_panel
 
 DOWNLOADABLE = ("fashion-mnist", "cifar10", "stl10")
 PREVIEW_COUNT = 8
@@ -31,6 +32,14 @@ def _on_source_change() -> None:
     st.session_state.pop("data.download_error", None)
 
 
+def _shown_name(cfg: DataConfig) -> str:
+    """The data set in use, as the page names it: a folder or upload by its own name, never the server's path."""
+    if cfg.name != "folder" or not cfg.folder:
+        return f"**{cfg.name}**"
+    what = "the upload" if state.get_data_source() == "upload" else "the folder"
+    return f"{what} **{markdown_text(Path(cfg.folder).name)}**"  # a name a person chose: shown as text
+
+
 def _choose_data() -> None:
     sources = list(state.DATASET_LABELS)
     if "data.source" not in st.session_state:
@@ -41,6 +50,7 @@ def _choose_data() -> None:
                                   help="digits is built in; the others are read from the data/ folder "
                                        "(fashion-mnist also from Debian's dataset-fashion-mnist package).")
     candidate: DataConfig | None = None
+    refused = False  # a refusal was shown: nothing new is on its way
     current = state.get_data_cfg()
     with col_detail:
         if source in ("digits", *DOWNLOADABLE):
@@ -53,12 +63,16 @@ def _choose_data() -> None:
                                  help="One subfolder per class (for accuracy numbers), or a flat folder of "
                                       "unlabelled images. Images are centre-cropped square.")
             if path.strip():
+                refused = True
                 with state.user_errors():
                     candidate = DataConfig(name="folder", folder=path.strip())
+                    refused = False
         else:
-            candidate = upload_panel.upload_choice()
+            candidate, refused = upload_panel.upload_choice()
     if candidate is None:
-        st.info(f"Showing **{current.name}** until the new choice loads.", icon=":material/info:")
+        wanted = "an image folder" if source == "folder" else "images to upload"
+        st.info(f"Still using {_shown_name(current)}." if refused else
+                f"Showing {_shown_name(current)} until you choose {wanted}.", icon=":material/info:")
         return
     try:
         with st.spinner(f"Loading {candidate.name}…"):
@@ -76,7 +90,7 @@ def _choose_data() -> None:
                     st.rerun()
                 except state.USER_ERRORS as exc2:
                     st.error(f"{exc2}", icon=":material/error:")
-        st.info(f"Still using **{current.name}**.", icon=":material/info:")
+        st.info(f"Still using {_shown_name(current)}.", icon=":material/info:")
         return
     if candidate != current:
         state.set_data_cfg(candidate, source)
@@ -86,12 +100,13 @@ def _choose_data() -> None:
             state.set_augment_cfg(dataclasses.replace(state.get_augment_cfg(), image_size=size))
             st.session_state["aug.image_size"] = size
     labelled = f"{splits.num_classes} classes" if splits.num_classes else "no class labels"
-    skipped = f", {len(splits.skipped_files)} files skipped" if splits.skipped_files else ""
+    skipped = upload_panel.counted(len(splits.skipped_files), "file")
     st.caption(f"**{splits.name}**: {len(splits.train)} training and {len(splits.test)} test images, "
-               f"{labelled}, stored at {tuple(splits.train.images.shape[2:])} px{skipped}.")
+               f"{labelled}, stored at {tuple(splits.train.images.shape[2:])} px"
+               f"{f', {skipped} skipped' if splits.skipped_files else ''}.")
     if splits.skipped_files:
-        with st.expander("Skipped files"):
-            st.code("\n".join(splits.skipped_files[:50]), language=None)
+        with st.expander(f"Skipped files ({skipped}, named inside the folder)"):
+            st.code("\n".join(upload_panel.skipped_lines(splits.skipped_files[:50], candidate.folder)), language=None)
 
 
 _choose_data()
@@ -145,19 +160,22 @@ with right:
     seed = c1.number_input("Seed of the random draw", min_value=0, step=1, key="aug.seed",
                            help="The same seed draws the same views; change it (or press New draw) for others.")
     c2.button("New draw", on_click=_new_draw, icon=":material/casino:", key="aug.new_draw")
+    sample = None  # stays None when the data set cannot be read (the error says why)
     with state.user_errors():
-        sample, names = state.preview_sample(data_cfg, PREVIEW_COUNT)
+        sample = preview.preview_sample(data_cfg, PREVIEW_COUNT)
         t0 = time.perf_counter()
-        originals, view1, view2 = run_preview(sample, aug_cfg, int(seed))
+        originals, view1, view2 = preview.run_preview(sample.images, aug_cfg, int(seed))
         grid = images.pair_grid(originals, view1, view2, DISPLAY_PX)
         elapsed = 1000 * (time.perf_counter() - t0)
         st.markdown("**Each row: original · view 1 · view 2**")
-        st.image(grid, caption=f"{len(sample)} training images"
-                 f"{' (' + ', '.join(names) + ')' if any(names) else ''}; views drawn at {aug_cfg.image_size} px, "
+        names = f"; classes {', '.join(sample.names)}" if any(sample.names) else ""
+        st.image(grid, caption=f"{len(sample.indices)} training images (numbers "
+                 f"{', '.join(map(str, sample.indices))}{names}); views drawn at {aug_cfg.image_size} px, "
                  f"shown at {DISPLAY_PX} px; drawn in {elapsed:.0f} ms.")
     st.page_link("views/train.py", label="Train with these settings", icon=":material/arrow_forward:")
     tab_json, tab_python = st.tabs(["Config (JSON)", "The same pipeline in Python"])
     with tab_json:
         st.code(to_json(aug_cfg), language="json", height=320)
     with tab_python:
-        st.code(ac.python_snippet(aug_cfg, data_cfg.name, data_cfg.folder, int(seed)), language="python")
+        if sample is not None:
+            st.code(ac.python_snippet(aug_cfg, data_cfg, sample.indices, int(seed)), language="python")

@@ -12,7 +12,7 @@ from byol_core.lab import guards
 from byol_core.lab.plans import plan, with_steps_note
 from byol_core.lab.stages import get_stage, stages
 from byol_core.lab.summary import list_summaries
-from byol_core.presets import PRESETS, get_preset
+from byol_core.presets import PRESETS, get_preset, preset_for
 from dashboard import error_analysis, job_cards, run_details, state, tables, train_form
 
 RECENT_JOBS_SHOWN = 4
@@ -47,7 +47,8 @@ with st.container(border=True):
     reference = train_form.pick_reference(stage, c2, summaries, data_cfg.name)
     needs_run = stage.source == "required" and reference is None
     own = False
-    if reference is None:
+    # The folder preset's data set is a stand-in (the Data page supplies the folder): it has none of its own to offer.
+    if reference is None and preset != preset_for("folder"):
         own = st.toggle(f"Use the preset's own data set ({get_preset(preset).data.name}) and augmentation instead "
                         "of the Data page's", key="train.preset_data",
                         help="Presets such as cpu-quick come with a data set and views tuned for them.")

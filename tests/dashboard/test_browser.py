@@ -283,7 +283,7 @@ def test_dashboard_in_chromium(server, tmp_path):
             page.get_by_label("Seeds", exact=True).press("Enter")
             settle(page)
             page.get_by_role("button", name="Start", exact=True).click()
-            page.get_by_text("bands are 95%").first.wait_for(timeout=900_000)
+            page.get_by_text("nudged sideways").first.wait_for(timeout=900_000)
             page.wait_for_function("() => !document.body.innerText.includes('Still running: the table so far')",
                                    timeout=900_000)
             settle(page)
