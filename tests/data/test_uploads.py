@@ -207,4 +207,4 @@ def test_the_data_page_reads_labels_from_a_zip_of_class_folders(runs_dir):
     at.file_uploader(key="data.upload_zip").set_value(("pets.zip", data, "application/zip")).run()
     assert not at.exception and not _errors(at), _errors(at)
     assert _two_classes_caption(at), [c.value for c in at.caption]
-    assert any("1 uploaded file(s) not used" in e.label for e in at.expander)
+    assert any("1 uploaded file not used" in e.label for e in at.expander)
