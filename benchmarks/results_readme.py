@@ -128,7 +128,8 @@ def _new_lines(data: dict[str, Any]) -> list[str]:
     fractions = data["fractions"]
     lines = [(f"{len(data['seeds'])} seeds, each with its own labelled subset "
              f"(`data.labelled_subset = \"{data['labelled_subset']}\"`); {data['test_images']:,} test images; "
-             f"{_minutes(data['minutes_range'])} minutes of pretraining per seed on {_machine(data['machine'])}."), ""]
+             f"{_minutes(data['minutes_range'])} minutes of pretraining per seed on {_machine(data['machine'])}"
+             + (f" ({data['timing_note']})." if data.get("timing_note") else ".")), ""]
     lines += ["| method | labelled images | n | mean | 95% interval |", "|---|---:|---:|---:|---|"]
     few = False
     for fraction in fractions:
