@@ -6,7 +6,7 @@ gets an on/off toggle and its sliders, with the schema's range and help text; ``
 ``*_p`` field) to 0; the crop, which has no probability, becomes the identity (whole image).
 
 Widget values live in ``st.session_state`` under ``aug.<view>.<field>``; the resulting
-``AugmentConfig`` is what the rest of the dashboard reads (``state.get_augment_cfg()``).
+``AugmentConfig`` goes into the Data page's choice (``state.set_augment_cfg``), which every page reads.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import streamlit as st
 
 from byol_core.augment.ops import blur_kernel_size
 from byol_core.config import AugmentConfig, DataConfig, ViewAugmentConfig
-from byol_core.presets import byol_paper_augment
 from byol_core.schema import field_schema
 
 VIEWS = ("view1", "view2")
@@ -146,17 +145,6 @@ def load_widgets(cfg: AugmentConfig) -> None:
     """Show ``cfg`` in every control (overwrites; call from a callback or before the widgets draw)."""
     for key, value in _widget_values(cfg).items():
         st.session_state[key] = value
-
-
-def reset_to_paper() -> None:
-    """Callback: the BYOL paper's views (Table 6) at the current image size."""
-    size = int(st.session_state.get("aug.image_size", 32))
-    backend = st.session_state.get("aug.backend", "fast")
-    cfg = byol_paper_augment(size, backend=backend)
-    load_widgets(cfg)
-    from dashboard import state
-
-    state.set_augment_cfg(cfg)
 
 
 def _switched(view: str, group: OpGroup) -> None:

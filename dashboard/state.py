@@ -2,8 +2,8 @@
 
 Process-wide (``st.cache_resource``): the run store, the :class:`~byol_core.lab.jobs.JobManager` that runs
 training jobs in background worker processes, and the UMAP :class:`~byol_core.analysis.embeddings.KeyedFutures` of UMAP layouts. Per
-session (``st.session_state``): the data set and augmentation the Data page chose, so the Train
-page trains on exactly what was previewed. Nothing here learns anything; it only wires
+session (``st.session_state``): the Data page's :class:`~byol_core.lab.choices.DataChoice` (data set, view
+size and the views the person changed), which every page reads and none copies. Nothing here learns anything; it only wires
 ``byol_core`` objects to the UI.
 """
 
@@ -19,9 +19,10 @@ import streamlit as st
 from byol_core.analysis.embeddings import KeyedFutures
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
 from byol_core.data import DataError, DataSplits, load_data
+from byol_core.lab.choices import DataChoice
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.run_store import RunStore
-from byol_core.presets import TUNED_PRESETS, byol_paper_augment, get_preset, preset_for
+from byol_core.presets import preset_for
 
 RUNS_DIR_ENV = "BYOL_RUNS_DIR"
 MAX_JOBS_ENV = "BYOL_MAX_JOBS"
@@ -31,8 +32,6 @@ DEFAULT_PRESET_ENV = "BYOL_DEFAULT_PRESET"  # one preset for every data set, e.g
 # Errors a person can cause (a bad path, a value out of range, a missing run): shown as st.error.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, ConfigError, ValueError, FileNotFoundError)
 
-# View size that suits each data set's native resolution (digits are 8x8, STL10 96x96).
-DEFAULT_IMAGE_SIZE = {"digits": 16, "fashion-mnist": 28, "cifar10": 32, "stl10": 96, "folder": 64}
 DATASET_LABELS = {
     "digits": "digits (built in, 8×8 handwritten digits)",
     "fashion-mnist": "fashion-mnist (28×28 clothing)",
@@ -42,9 +41,7 @@ DATASET_LABELS = {
     "upload": "images I upload",
 }
 
-AUGMENT_KEY = "augment_cfg"
-DATA_KEY = "data_cfg"
-SOURCE_KEY = "data_source"  # "digits" ... "folder" or "upload": what the Data page's select shows
+CHOICE_KEY = "data_choice"  # the Data page's DataChoice: data set, view size, the views the person changed
 
 
 # --------------------------------------------------------------------------- process-wide objects
@@ -114,13 +111,6 @@ def user_errors(prefix: str = "") -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- per-session choices
-def default_augment(dataset: str) -> AugmentConfig:
-    """The views the Data page starts with: those of the preset tuned for ``dataset`` (no flips for digits)."""
-    if dataset in TUNED_PRESETS:
-        return get_preset(preset_for(dataset)).augment
-    return byol_paper_augment(DEFAULT_IMAGE_SIZE.get(dataset, 32))
-
-
 def start_preset(key: str, dataset: str) -> str:
     """The preset a page's preset select (widget ``key``) starts from on ``dataset``.
 
@@ -134,32 +124,38 @@ def start_preset(key: str, dataset: str) -> str:
     return os.environ.get(DEFAULT_PRESET_ENV) or preset_for(dataset)
 
 
+def get_choice() -> DataChoice:
+    """The Data page's choice (data set, view size, the views the person changed): the one object pages read."""
+    if CHOICE_KEY not in st.session_state:
+        st.session_state[CHOICE_KEY] = DataChoice()
+    return st.session_state[CHOICE_KEY]
+
+
+def set_choice(choice: DataChoice) -> None:
+    st.session_state[CHOICE_KEY] = choice
+
+
 def get_data_cfg() -> DataConfig:
-    if DATA_KEY not in st.session_state:
-        st.session_state[DATA_KEY] = DataConfig(name="digits")
-        st.session_state[SOURCE_KEY] = "digits"
-    return st.session_state[DATA_KEY]
+    return get_choice().data
 
 
 def get_data_source() -> str:
     """What the Data page's select shows for the current data set ('upload' for uploaded images)."""
-    get_data_cfg()
-    return st.session_state.get(SOURCE_KEY, get_data_cfg().name)
+    return get_choice().source
 
 
 def set_data_cfg(cfg: DataConfig, source: str | None = None) -> None:
-    st.session_state[DATA_KEY] = cfg
-    st.session_state[SOURCE_KEY] = source or cfg.name
+    """A new data set: the person's view changes stay, the view size becomes the data set's own."""
+    set_choice(get_choice().with_data(cfg, source))
 
 
 def get_augment_cfg() -> AugmentConfig:
-    if AUGMENT_KEY not in st.session_state:
-        st.session_state[AUGMENT_KEY] = default_augment(get_data_cfg().name)
-    return st.session_state[AUGMENT_KEY]
+    """The views the Data page shows: its data set's tuned views with the person's changes (read, never stored)."""
+    return get_choice().augment
 
 
 def set_augment_cfg(cfg: AugmentConfig) -> None:
-    st.session_state[AUGMENT_KEY] = cfg
+    set_choice(get_choice().with_augment(cfg))
 
 
 # --------------------------------------------------------------------------- data

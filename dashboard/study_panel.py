@@ -20,7 +20,7 @@ from byol_core.studies import tables
 from byol_core.studies.ablation import ABLATION
 from byol_core.studies.ablation import run_count as ablation_run_count
 from byol_core.studies.sweep import DEFAULT_FRACTIONS, DEFAULT_SEEDS, SWEEP, SweepResult, run_counts
-from dashboard import charts, job_cards, state
+from dashboard import charts, job_cards, state, train_form
 
 FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 MAX_SEEDS = 5
@@ -73,15 +73,15 @@ def study_form(manager: JobManager) -> None:
                                  key=f"{KEY}.epochs.{preset}", help="Fewer epochs: a quicker, rougher study.")
         spec = None
         with state.user_errors("Settings: "):
-            spec = plan(study.name, base, data=data_cfg, augment=state.get_augment_cfg(),
+            spec = plan(study.name, base, data=data_cfg, views=state.get_choice().view_overrides(),
                         overrides={"byol.optim.epochs": epochs}, options=options,
                         name=f"{study.name}-{data_cfg.name}", label=f"{study.short_title} · {preset}")
         if spec is not None:
-            st.caption(f"Data: **{spec.config.data.name}** with the Data page's views "
-                       f"({spec.config.augment.image_size} px). Starts {_what_it_runs(spec)}")
+            st.caption(f"{train_form.views_caption(state.get_choice(), preset)} Starts {_what_it_runs(spec)}")
+        blocked = train_form.show_guards(spec)  # on the data the study will train and score on
         duplicate = spec is not None and manager.find_active(spec) is not None
         if st.button("Start", type="primary", icon=":material/play_arrow:", key=f"{KEY}.start",
-                     disabled=spec is None or duplicate,
+                     disabled=spec is None or duplicate or blocked,
                      help="This exact study is already running." if duplicate else None) and spec is not None:
             with state.user_errors("Could not start: "):
                 job = manager.submit(spec)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from byol_core.config import LABELLED_SUBSETS, ExperimentConfig
 from byol_core.lab import guards
+from byol_core.lab.choices import DataChoice
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.plans import JobSpec
 from byol_core.lab.stages import Stage
@@ -49,11 +50,24 @@ def pick_reference(stage: Stage, column: Any, summaries: Sequence[RunSummary], d
                                   help="Its network, data set and augmentation are reused, so the numbers compare.")
         return by_id[ref_id]
     if stage.source == "none" and not stage.pretraining and candidates:
-        ref_id = column.selectbox("Same network and data as", [NO_REFERENCE, *by_id], index=1, key="train.match_run",
+        # Never a default: the job trains on the Data page's choice unless the person picks a run here.
+        ref_id = column.selectbox("Same network and data as", [NO_REFERENCE, *by_id], index=0, key="train.match_run",
                                   format_func=lambda r: r if r == NO_REFERENCE else by_id[r].short(),
-                                  help="A fair baseline uses the pretrained run's network, data and test split.")
+                                  help="A fair baseline uses the pretrained run's network, data and test split: "
+                                       "pick that run here.")
         return by_id.get(ref_id)
     return None
+
+
+def views_caption(choice: DataChoice, preset: str) -> str:
+    """Which data and views a job from the Data page's choice trains on, in words."""
+    data = f"Data: **{markdown_text(choice.data.name)}** (the Data page's choice, {choice.image_size} px views)"
+    edits = choice.edits_text()
+    changed = (f", with the {len(edits)} field{'s' * (len(edits) != 1)} you changed on the Data page "
+               f"({', '.join(f'`{e}`' for e in edits)})" if edits else "; you changed none on the Data page")
+    shown = "" if choice.base_preset == preset else (f" The Data page previews `{choice.base_preset}`'s views; "
+                                                     f"this job keeps `{preset}`'s.")
+    return f"{data}. Views: the `{preset}` preset's{changed}.{shown}"
 
 
 def settings(stage: Stage, start: ExperimentConfig, scope: str, caps: bool) -> dict:
@@ -108,6 +122,16 @@ def settings(stage: Stage, start: ExperimentConfig, scope: str, caps: bool) -> d
     return overrides
 
 
+def show_guards(spec: JobSpec | None) -> bool:
+    """The job's guard rails, checked on the data it will use (blocks as errors, warnings); True if one blocks."""
+    blocked = False
+    for guard in guards.check_spec(spec) if spec is not None else []:
+        blocked |= guard.level == "block"
+        show = st.error if guard.level == "block" else st.warning
+        show(guard.message, icon=":material/block:" if guard.level == "block" else ":material/warning:")
+    return blocked
+
+
 def start_button(manager: JobManager, spec: JobSpec | None, preset: str) -> None:
     """What the planned job changes, its guard rails (byol_core.lab.guards), and Start; None: nothing to start."""
     if spec is not None and (spec.changes or spec.notes):
@@ -116,12 +140,7 @@ def start_button(manager: JobManager, spec: JobSpec | None, preset: str) -> None
             st.markdown("\n".join(f"- {c.markdown()}" for c in spec.changes) or "Nothing: the preset as it is.")
             if spec.notes:  # what the plan kept or how it will run: not changes, so not counted
                 st.caption("  \n".join(markdown_text(n) for n in spec.notes))
-    # A job that cannot work on this data is blocked, a misleading one warned.
-    blocked = False
-    for guard in guards.check_spec(spec) if spec is not None else []:
-        blocked |= guard.level == "block"
-        show = st.error if guard.level == "block" else st.warning
-        show(guard.message, icon=":material/block:" if guard.level == "block" else ":material/warning:")
+    blocked = show_guards(spec)
     duplicate = spec is not None and manager.find_active(spec) is not None
     start = st.button("Start", type="primary", icon=":material/play_arrow:", key="train.start",
                       disabled=spec is None or duplicate or blocked,

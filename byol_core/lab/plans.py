@@ -92,12 +92,13 @@ def _show(value: Any) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys: ``{"view1": {"blur_p": 1}}`` → ``{"view1.blur_p": 1}``."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            out.update(_leaves(value, path + "."))
+            out.update(leaves(value, path + "."))
         else:
             out[path] = value
     return out
@@ -105,12 +106,13 @@ def _leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_diff(before: ExperimentConfig, after: ExperimentConfig, reason: str) -> list[Change]:
     """Every leaf field that differs between two configs, as changes with one reason."""
-    old, new = _leaves(to_dict(before)), _leaves(to_dict(after))
+    old, new = leaves(to_dict(before)), leaves(to_dict(after))
     return [Change(k, old.get(k), v, reason) for k, v in new.items() if old.get(k) != v and k not in DERIVED_FIELDS]
 
 
 def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
-         augment: AugmentConfig | None = None, source_config: ExperimentConfig | None = None,
+         augment: AugmentConfig | None = None, views: Mapping[str, Any] | None = None,
+         source_config: ExperimentConfig | None = None,
          source_run: str | None = None, overrides: Mapping[str, Any] | None = None,
          name: str | None = None, label: str | None = None, num_images: int | None = None,
          options: Mapping[str, Any] | None = None) -> JobSpec:
@@ -118,8 +120,10 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
 
     ``source_config``: the config of a run whose network, data and views this job must share (a
     BYOL run to fine-tune, or the run a baseline is matched to); it replaces ``base`` whole, and
-    ``data`` and ``augment`` are not used. ``data`` / ``augment``: the data set and views picked elsewhere (the Data page);
-    the preset keeps its experiment design (caps and label fraction). ``overrides``: dotted keys,
+    ``data`` and the views are not used. ``data``: the data set picked elsewhere (the Data page); the preset keeps
+    its experiment design (caps and label fraction). ``views``: dotted ``augment`` fields the Data page sets (its
+    view size and the fields the person changed), so the preset's tuned views stay where they were not changed;
+    ``augment``: whole views instead (all of the preset's replaced). ``overrides``: dotted keys,
     validated together after all are applied. ``num_images``: the training images the stage will
     see, when known, to explain the step count. ``options``: the stage's own (a sweep's
     ``label_fractions`` and ``seeds``), checked here so a bad one never leaves a run folder behind.
@@ -147,8 +151,19 @@ def plan(stage: str, base: ExperimentConfig, *, data: DataConfig | None = None,
             kept = {f: (v, getattr(data, f)) for f, v in design.items() if getattr(data, f) != v}
             cfg = apply(dataclasses.replace(cfg, data=dataclasses.replace(data, **design)),
                         "the data set chosen on the Data page")
+        if augment is not None and views is not None:
+            raise ConfigError("Give the views either whole (augment) or as changes (views), not both.")
         if augment is not None:
             cfg = apply(dataclasses.replace(cfg, augment=augment), "the views chosen on the Data page")
+        if views:
+            size = {k: v for k, v in views.items() if k == "image_size"}
+            if size:
+                cfg = apply(dataclasses.replace(cfg, augment=with_overrides(cfg.augment, size)),
+                            "the Data page's view size")
+            edits = {k: v for k, v in views.items() if k != "image_size"}
+            if edits:
+                cfg = apply(dataclasses.replace(cfg, augment=with_overrides(cfg.augment, edits)),
+                            "changed on the Data page")
     if name is not None and name != cfg.name:
         cfg = apply(dataclasses.replace(cfg, name=name), "the job's name")
     if overrides:

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from byol_core.config import AugmentConfig, DataConfig, to_json
+from byol_core.presets import byol_paper_augment
 from byol_core.schema import field_schema
 from byol_core.text import markdown_text
 from dashboard import augment_controls as ac
@@ -43,7 +44,7 @@ def _shown_name(cfg: DataConfig) -> str:
 def _choose_data() -> None:
     sources = list(state.DATASET_LABELS)
     if "data.source" not in st.session_state:
-        st.session_state["data.source"] = st.session_state.get(state.SOURCE_KEY, "digits")
+        st.session_state["data.source"] = state.get_data_source()
     col_select, col_detail = st.columns([1, 2])
     source = col_select.selectbox("Data set", sources, key="data.source", format_func=state.DATASET_LABELS.get,
                                   on_change=_on_source_change,
@@ -93,12 +94,10 @@ def _choose_data() -> None:
         st.info(f"Still using {_shown_name(current)}.", icon=":material/info:")
         return
     if candidate != current:
+        # A new data set brings its tuned views and view size; the fields the person changed stay changed.
         state.set_data_cfg(candidate, source)
         if candidate.name != current.name:
-            # Each data set has its natural view size; the rest of the augmentation stays as it was.
-            size = state.DEFAULT_IMAGE_SIZE.get(candidate.name, 32)
-            state.set_augment_cfg(dataclasses.replace(state.get_augment_cfg(), image_size=size))
-            st.session_state["aug.image_size"] = size
+            ac.load_widgets(state.get_augment_cfg())
     labelled = f"{splits.num_classes} classes" if splits.num_classes else "no class labels"
     skipped = upload_panel.counted(len(splits.skipped_files), "file")
     st.caption(f"**{splits.name}**: {len(splits.train)} training and {len(splits.test)} test images, "
@@ -117,6 +116,15 @@ aug_cfg = state.get_augment_cfg()
 ac.init_widgets(aug_cfg)
 if "aug.seed" not in st.session_state:
     st.session_state["aug.seed"] = 0
+
+
+def _reset_views(to_paper: bool) -> None:
+    """Callback: the BYOL paper's views (Table 6) at the current size, or the data set's tuned views."""
+    choice = state.get_choice().without_edits()
+    if to_paper:
+        choice = choice.with_augment(byol_paper_augment(choice.image_size, backend=choice.augment.backend))
+    state.set_choice(choice)
+    ac.load_widgets(choice.augment)
 
 
 def _new_draw() -> None:
@@ -145,14 +153,24 @@ with left:
                 views[view] = ac.view_controls(view, int(image_size))
                 summary.caption(ac.view_summary(view, views[view]) + " The BYOL paper (Table 6) blurs view 1 "
                                 "always and view 2 10% of the time, and solarizes only view 2 (20%).")
-    st.button("Reset to BYOL paper defaults", on_click=ac.reset_to_paper, icon=":material/restart_alt:",
+    c1, c2 = st.columns(2)
+    c1.button("Reset to BYOL paper defaults", on_click=_reset_views, args=(True,), icon=":material/restart_alt:",
               key="aug.reset")
+    c2.button(f"Back to {state.get_choice().base_preset}'s views", on_click=_reset_views, args=(False,),
+              icon=":material/undo:", key="aug.reset_tuned", help="The views tuned for this data set.")
 
 if all(v is not None for v in views.values()):
     with state.user_errors():
         aug_cfg = AugmentConfig(image_size=int(image_size), backend=backend, view1=views["view1"],
                                 view2=views["view2"])
         state.set_augment_cfg(aug_cfg)
+    choice = state.get_choice()
+    edits = choice.edits_text()
+    with left:  # jobs start from their preset's views and take only these changes (and the view size)
+        st.caption(f"Starts from the views tuned for **{choice.data.name}** (preset `{choice.base_preset}`); "
+                   + (f"you changed {len(edits)} field{'s' * (len(edits) != 1)}: " + ", ".join(f"`{e}`" for e in edits)
+                      if edits else "you changed none.")
+                   + " A job keeps its preset's views except the fields you changed.")
 
 # --------------------------------------------------------------------------- preview
 with right:

@@ -52,20 +52,21 @@ with st.container(border=True):
         own = st.toggle(f"Use the preset's own data set ({get_preset(preset).data.name}) and augmentation instead "
                         "of the Data page's", key="train.preset_data",
                         help="Presets such as cpu-quick come with a data set and views tuned for them.")
+    choice = state.get_choice()
+    page_data = reference is None and not own and not needs_run  # the Data page's data set and view changes
     choices = {"source_config": reference.config if reference else None,
                "source_run": reference.id if reference and stage.source != "none" else None,
-               "data": None if own or reference else data_cfg,
-               "augment": None if own or reference else state.get_augment_cfg()}
+               "data": data_cfg if page_data else None,
+               "views": choice.view_overrides() if page_data else None}
     start_cfg = reference.config if reference is not None else get_preset(preset)  # before the form's settings
-    # The data and views the job trains on: the Data page's unless a run, or the preset's own, supplies them.
-    data, augment = ((start_cfg.data, start_cfg.augment) if reference or own or needs_run
-                     else (data_cfg, state.get_augment_cfg()))
     if reference is not None:
-        st.caption(f"Network, data (**{data.name}**) and views ({augment.image_size} px) "
-                   f"of run `{reference.id}`.")
-    else:
-        st.caption(f"Data: **{data.name}** with the {'preset' if own else 'Data page'}'s augmentation "
-                   f"({augment.image_size} px views).")
+        st.caption(f"Network, data (**{reference.config.data.name}**) and views "
+                   f"({reference.config.augment.image_size} px) of run `{reference.id}`, as you chose above.")
+    elif page_data:
+        st.caption(train_form.views_caption(choice, preset))
+    elif own:
+        st.caption(f"Data: **{start_cfg.data.name}** with the {preset} preset's own views "
+                   f"({start_cfg.augment.image_size} px).")
     # Widgets get fresh defaults when these change.
     scope = f"{stage.name}.{preset}.{reference.id if reference else ''}{'.own' if own else ''}"
     overrides = train_form.settings(stage, start_cfg, scope, caps=reference is None)
@@ -73,7 +74,7 @@ with st.container(border=True):
     if not needs_run:
         with state.user_errors("Settings: "):
             spec = plan(stage.name, get_preset(preset), **choices, overrides=overrides,
-                        name=f"{stage.name}-{data.name}", label=stage.short_title)
+                        name=f"{stage.name}-{(data_cfg if page_data else start_cfg.data).name}", label=stage.short_title)
             spec = with_steps_note(spec, guards.training_images(spec))  # how its epochs turn into steps
     train_form.start_button(manager, spec, preset)
 

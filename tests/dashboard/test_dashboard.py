@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from byol_core.config import AugmentConfig
+from byol_core.lab.choices import DataChoice
 from byol_core.lab.run_store import RunStore
 from byol_core.presets import byol_paper_augment, get_preset
 from tests.app_helpers import (
@@ -59,29 +61,29 @@ def test_changing_a_control_changes_the_previewed_config(runs_dir):
     at = _page(_app(), "views/data.py")
     at.slider(key="aug.view2.solarize_p").set_value(0.7).run()
     assert not at.exception
-    cfg: AugmentConfig = at.session_state["augment_cfg"]
+    cfg: AugmentConfig = at.session_state["data_choice"].augment
     assert cfg.view2.solarize_p == pytest.approx(0.7)
     shown = json.loads(at.code[0].value)
     assert shown["view2"]["solarize_p"] == pytest.approx(0.7)
 
     # Switching an op off sets its probability to 0; on again restores a usable probability.
     at.toggle(key="aug.view1.blur.on").set_value(False).run()
-    assert at.session_state["augment_cfg"].view1.blur_p == 0.0
+    assert at.session_state["data_choice"].augment.view1.blur_p == 0.0
     assert json.loads(at.code[0].value)["view1"]["blur_p"] == 0.0
     at.toggle(key="aug.view1.solarize.on").set_value(True).run()
-    assert at.session_state["augment_cfg"].view1.solarize_p > 0
+    assert at.session_state["data_choice"].augment.view1.solarize_p > 0
 
     # The Python snippet rebuilds exactly the config shown.
     namespace: dict = {}
     exec(at.code[1].value, namespace)  # noqa: S102 - our own generated snippet
-    assert namespace["cfg"] == at.session_state["augment_cfg"]
+    assert namespace["cfg"] == at.session_state["data_choice"].augment
 
     # "New draw" moves the seed; the reset restores the paper's views at the current size.
     at.button(key="aug.new_draw").click().run()
     assert at.number_input(key="aug.seed").value == 1
     at.number_input(key="aug.image_size").set_value(24).run()
     at.button(key="aug.reset").click().run()
-    assert at.session_state["augment_cfg"] == byol_paper_augment(24)
+    assert at.session_state["data_choice"].augment == byol_paper_augment(24)
     assert at.slider(key="aug.view2.solarize_p").value == pytest.approx(0.2)
 
     # The Train page trains on what the Data page chose.
@@ -115,7 +117,7 @@ def test_user_errors_are_shown_as_messages_not_tracebacks(runs_dir, tmp_path):
     at.text_input(key="data.folder").set_value(str(tmp_path / "no-such-folder")).run()
     assert not at.exception
     assert any("does not exist" in e for e in _errors(at)), _errors(at)
-    assert at.session_state["data_cfg"].name == "digits"  # still usable: the last good data set stays
+    assert at.session_state["data_choice"].data.name == "digits"  # still usable: the last good data set stays
 
     # A folder of images works, and its images are previewed.
     from PIL import Image
@@ -128,7 +130,7 @@ def test_user_errors_are_shown_as_messages_not_tracebacks(runs_dir, tmp_path):
                 folder / cls / f"{i}.png")
     at.text_input(key="data.folder").set_value(str(folder)).run()
     assert not at.exception and not _errors(at), _errors(at)
-    assert at.session_state["data_cfg"].folder == str(folder)
+    assert at.session_state["data_choice"].data.folder == str(folder)
 
 
 def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir):
@@ -145,7 +147,8 @@ def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir
     assert status["state"] == "finished", status.get("error")
     cfg, kind, _ = run.read_config()
     assert kind == "byol" and cfg.data.name == "digits" and cfg.byol.optim.epochs == 1.0
-    assert cfg.augment == get_preset("digits-quick").augment  # the Data page's default for digits
+    # The preset's own views (the person changed none on the Data page), at the data set's view size.
+    assert cfg.augment == dataclasses.replace(get_preset("tiny").augment, image_size=16)
     assert len(store.list()) == 1  # one click, one run
 
     at.run()
@@ -247,8 +250,8 @@ def test_switching_data_sets_updates_the_view_size_and_explains_missing_ones(run
     if Path(DEBIAN_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file():
         at.selectbox(key="data.source").set_value("fashion-mnist").run()
         assert not at.exception and not _errors(at), _errors(at)
-        assert at.session_state["data_cfg"].name == "fashion-mnist"
-        assert at.session_state["augment_cfg"].image_size == 28
+        assert at.session_state["data_choice"].data.name == "fashion-mnist"
+        assert at.session_state["data_choice"].augment.image_size == 28
         assert at.number_input(key="aug.image_size").value == 28
 
     if not Path("data", "cifar-10-batches-py").exists():  # data/ is the test's own folder
@@ -257,7 +260,7 @@ def test_switching_data_sets_updates_the_view_size_and_explains_missing_ones(run
         assert any("cifar10" in e for e in _errors(at)), _errors(at)
         assert any("not on this machine" in w.value for w in at.warning)
         assert at.button(key="data.download") is not None
-        assert at.session_state["data_cfg"].name != "cifar10"  # the last good data set stays in use
+        assert at.session_state["data_choice"].data.name != "cifar10"  # the last good data set stays in use
 
 
 def test_streamlit_config_serves_locally_and_keeps_the_server_light():
@@ -300,7 +303,7 @@ def test_the_train_pages_preset_follows_the_data_set(runs_dir):
     at = _page(_app(), "views/train.py")
     assert at.selectbox(key="train.preset").value == "digits-quick"
     for name, preset in (("fashion-mnist", "cpu-quick"), ("cifar10", "cifar10-cpu"), ("digits", "digits-quick")):
-        at.session_state["data_cfg"] = DataConfig(name=name)  # as the Data page sets it
+        at.session_state["data_choice"] = DataChoice().with_data(DataConfig(name=name))  # as the Data page sets it
         at.run()
         assert not at.exception, at.exception
         assert at.selectbox(key="train.preset").value == preset, name

@@ -34,7 +34,7 @@ def _shown_numbers(at: AppTest) -> list[int]:
 def _assert_snippet_rebuilds_the_preview(at: AppTest) -> None:
     namespace: dict = {}
     exec(at.code[1].value, namespace)  # noqa: S102 - our own generated snippet, run as a person would
-    data_cfg, aug_cfg = at.session_state["data_cfg"], at.session_state["augment_cfg"]
+    data_cfg, aug_cfg = at.session_state["data_choice"].data, at.session_state["data_choice"].augment
     sample = preview.preview_sample(data_cfg)
     numbers = _shown_numbers(at)
     assert list(sample.indices) == numbers
@@ -59,7 +59,8 @@ def test_the_copied_snippet_rebuilds_the_images_and_views_the_preview_shows(runs
     at.slider(key="aug.view2.solarize_p").set_value(0.7).run()
     at.toggle(key="aug.view1.blur.on").set_value(False).run()
     assert not at.exception and not _errors(at), _errors(at)
-    assert at.session_state["augment_cfg"].view1.blur_p == 0.0 and at.session_state["augment_cfg"].image_size == 20
+    shown = at.session_state["data_choice"].augment
+    assert shown.view1.blur_p == 0.0 and shown.image_size == 20
     _assert_snippet_rebuilds_the_preview(at)
 
 

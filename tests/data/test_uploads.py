@@ -196,7 +196,7 @@ def test_the_data_page_turns_one_upload_per_class_into_labels(runs_dir):
     at.text_input(key="data.upload_class.1").set_value("dogs").run()
     assert not at.exception and not _errors(at), _errors(at)
     assert _two_classes_caption(at), [c.value for c in at.caption]
-    cfg = at.session_state["data_cfg"]
+    cfg = at.session_state["data_choice"].data
     assert cfg.name == "folder" and sorted(p.name for p in Path(cfg.folder).iterdir() if p.is_dir()) == ["cats", "dogs"]
 
 

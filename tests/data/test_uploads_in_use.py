@@ -115,5 +115,5 @@ def test_the_data_page_lists_uploads_with_their_disk_use_and_runs_and_deletes_on
     # The upload in the picker is the data set from this run on: not deletable from under the page either.
     at.radio(key="data.upload_mode").set_value("none").run()
     at.file_uploader(key="data.upload").set_value([("new.png", _png(3), "image/png")]).run()
-    picked = Path(at.session_state["data_cfg"].folder)
+    picked = Path(at.session_state["data_choice"].data.folder)
     assert picked.parent == used.folder.parent and at.button(key=f"data.delete_upload.{picked.name}").disabled

@@ -7,6 +7,7 @@ import pytest
 
 from byol_core.config import DataConfig, with_overrides
 from byol_core.data import load_data
+from byol_core.lab.choices import DataChoice
 from byol_core.lab.guards import (
     NO_LABELS,
     DataFacts,
@@ -147,7 +148,8 @@ def test_chance_note_says_when_an_accuracy_cannot_be_told_from_guessing():
 def test_the_train_page_blocks_supervised_training_on_an_unlabelled_folder(runs_dir, tmp_path):
     folder = _flat_folder(tmp_path / "flat")
     at = _page(_app(), "views/train.py")
-    at.session_state["data_cfg"] = DataConfig(name="folder", folder=str(folder))  # as the Data page sets it
+    # as the Data page sets it
+    at.session_state["data_choice"] = DataChoice().with_data(DataConfig(name="folder", folder=str(folder)))
     at.run()
     assert not at.exception and not _errors(at), _errors(at)
     assert not at.button(key="train.start").disabled  # BYOL needs no labels
