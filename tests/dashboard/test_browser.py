@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.serve import free_port, settle, stop_server, wait_healthy
+from benchmarks.serve import settle
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,27 +33,6 @@ def _need(condition: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)")
     pytest.skip(reason)
-
-
-@pytest.fixture()
-def server(tmp_path):
-    port = free_port()
-    # The tiny preset keeps every job short by steps: the test waits on state, whatever the machine's speed.
-    env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1",
-           "BYOL_DEFAULT_PRESET": "tiny"}
-    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        stop_server(proc)
-        log.close()
-        print((tmp_path / "streamlit.log").read_text()[-3000:])
 
 
 def _goto(page, title: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.serve import settle
 from byol_core.config import DataConfig, with_overrides
 from byol_core.data.builtin import DEBIAN_FASHION_MNIST_DIR
 from byol_core.lab import runner
@@ -23,6 +24,7 @@ from byol_core.lab.plans import plan
 from byol_core.lab.run_store import RunStore
 from byol_core.presets import get_preset
 from tests.app_helpers import _app, _errors, _page
+from tests.dashboard.test_browser import CHROMIUM, VIEWPORT, _goto, _need, _pick
 
 
 def _change_lines(at) -> list[str]:
@@ -125,3 +127,57 @@ def test_an_unlabelled_upload_blocks_scratch_even_beside_a_pretraining_run(runs_
     at.selectbox(key="train.match_run").set_value(pretrained.id).run()
     assert not _errors(at) and not at.button(key="train.start").disabled
     assert any(pretrained.id in c.value and "as you chose above" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- in a browser
+@pytest.mark.browser
+@pytest.mark.slow
+def test_in_chromium_the_data_pages_choice_is_what_train_plans(server, tmp_path):
+    _need(CHROMIUM.exists(), f"{CHROMIUM} is missing")
+    _need(Path(DEBIAN_FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file(),
+          "Debian's dataset-fashion-mnist is missing")
+    playwright = pytest.importorskip("playwright.sync_api")
+    flat = tmp_path / "unlabelled"
+    flat.mkdir()
+    from PIL import Image
+
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(flat / f"{i}.png")
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Data & augmentations").first.wait_for(timeout=90_000)
+            _pick(page, "Data set", "fashion-mnist")
+            page.get_by_text("you changed none").first.wait_for(timeout=60_000)
+
+            # Fashion-MNIST, then Train with cpu-quick: none of cpu-quick's views replaced.
+            _goto(page, "Train")
+            _pick(page, "Preset (starting point)", "cpu-quick")
+            page.get_by_text("Views: the cpu-quick preset's; you changed none on the Data page").first.wait_for(
+                timeout=60_000)
+            changes = page.get_by_text("What this job changes from the cpu-quick preset").first
+            changes.click()
+            settle(page)
+            listed = page.locator('[data-testid="stExpander"]').filter(
+                has_text="What this job changes from the cpu-quick preset").first.inner_text()
+            assert "byol-fashion-mnist" in listed and "augment." not in listed, listed
+
+            # An unlabelled folder on the Data page: supervised from scratch is blocked, with the reason.
+            _goto(page, "Data & augmentations")
+            _pick(page, "Data set", "an image folder on this machine")
+            folder = page.get_by_label("Image folder", exact=True).first
+            folder.fill(str(flat))
+            folder.press("Enter")
+            settle(page)
+            page.get_by_text("no class labels").first.wait_for(timeout=60_000)
+            _goto(page, "Train")
+            page.get_by_text("Supervised from scratch (baseline)").first.click()
+            settle(page)
+            page.get_by_text(NO_LABELS[:60]).first.wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Start", exact=True).first.is_disabled()
+        finally:
+            browser.close()

@@ -244,27 +244,9 @@ def test_after_a_refused_upload_the_page_says_what_it_still_uses_not_that_someth
 
 # --------------------------------------------------------------------------- the same in Chromium
 @pytest.fixture()
-def served(tmp_path):
-    """The dashboard under `streamlit run` on a free port, with a fresh runs folder (tiny jobs)."""
-    import os
-    import subprocess
-    import sys
-
-    from benchmarks.serve import free_port, stop_server, wait_healthy
-
-    port = free_port()
-    env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1", "BYOL_DEFAULT_PRESET": "tiny"}
-    with open(tmp_path / "streamlit.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc)
-            yield url, RunStore(tmp_path / "runs")
-        finally:
-            stop_server(proc)
+def served(server, tmp_path):
+    """The dashboard's address and its runs folder's store."""
+    return server, RunStore(tmp_path / "runs")
 
 
 @pytest.mark.browser

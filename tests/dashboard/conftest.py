@@ -1,0 +1,38 @@
+"""The dashboard under `streamlit run` for the browser tests: one fixture, shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.serve import free_port, stop_server, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """The dashboard's address, served on a free port over a fresh runs folder (``tmp_path / "runs"``).
+
+    The tiny preset keeps every job short by steps: the tests wait on state, whatever the machine's speed.
+    """
+    port = free_port()
+    env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1",
+           "BYOL_DEFAULT_PRESET": "tiny"}
+    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        stop_server(proc)
+        log.close()
+        print((tmp_path / "streamlit.log").read_text()[-3000:])
