@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,6 +47,60 @@ def has_points(events: Sequence[dict[str, Any]]) -> bool:
 
 
 RIGHT_AXIS = "right-axis"  # a trace's meta when it belongs on its panel's secondary y axis
+NICE_STEPS = (1, 2, 5, 10)  # tick steps are one of these times a power of ten
+
+
+def nice_ticks(values: Iterable[float], intervals: int = 4) -> list[float]:
+    """Round tick values (multiples of 1, 2 or 5 x 10^k) across the range of ``values``, about ``intervals`` apart.
+
+    A flat series gets one tick at its value; no finite value, no ticks.
+    """
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return []
+    low, high = min(finite), max(finite)
+    if high - low <= 1e-12 * max(abs(low), abs(high)):
+        return [high]
+    wanted = (high - low) / intervals
+    magnitude = 10.0 ** math.floor(math.log10(wanted))
+    step = next(m * magnitude for m in NICE_STEPS if m * magnitude >= wanted * (1 - 1e-9))
+    # Whole multiples of the step, so 0.99 + 0.002 never prints as 0.9920000000000001.
+    first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
+    return [k * step for k in range(first, last + 1)]
+
+
+def _scientific(value: float, digits: int) -> str:
+    """``value`` as e.g. 1.5e-3: no trailing zeros, no exponent padding."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """The shortest labels that still tell each tick from its neighbours: scientific (1.5e-3) or fixed
+    decimals (0.9925), whichever reads shorter; every label parses back to within 0.1% of a tick step."""
+    if not ticks:
+        return []
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    tolerance = 1e-3 * (min(gaps) if gaps else abs(ticks[0]) or 1.0)
+    candidates = []
+    for fmt in (_scientific, lambda v, d: f"{v:.{d}f}"):
+        for digits in range(16):
+            labels = [fmt(t, digits) for t in ticks]
+            if all(abs(float(label) - t) <= tolerance for label, t in zip(labels, ticks, strict=True)):
+                candidates.append(labels)
+                break
+    return min(candidates, key=lambda labels: max(map(len, labels)))  # 1.5e-3 rather than 0.0015 on a tie
+
+
+def readable_axis(values: Iterable[float]) -> dict[str, Any]:
+    """Axis settings with round ticks and short, distinct labels for ``values`` (plotly's own ".0e" printed
+    2e-3 twice on a learning rate between 1.5e-3 and 2.5e-3, and τ as 0.98966...)."""
+    ticks = nice_ticks(values)
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": tick_labels(ticks)}
 
 
 def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int = 460) -> go.Figure:
@@ -62,11 +118,13 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
                                      name="loss", line={"color": PALETTE[0]})])]
     lr = series(events, STEP, "step", "lr")
     if lr[0]:
-        traces = [go.Scatter(x=lr[0], y=lr[1], mode="lines", name="learning rate", line={"color": PALETTE[1]})]
+        traces = [go.Scatter(x=lr[0], y=lr[1], mode="lines", name="learning rate", line={"color": PALETTE[1]},
+                             hovertemplate="step %{x}<br>learning rate %{y:.3~e}<extra></extra>")]
         tau = series(events, STEP, "step", "tau")
         if tau[0]:
             traces.append(go.Scatter(x=tau[0], y=tau[1], mode="lines", name="τ (target EMA, right axis)",
-                                     line={"color": PALETTE[4]}, meta=RIGHT_AXIS))
+                                     line={"color": PALETTE[4]}, meta=RIGHT_AXIS,
+                                     hovertemplate="step %{x}<br>τ %{y:.6~f}<extra></extra>"))
         panels.append(("Learning rate" + (" and τ" if tau[0] else ""), "step", traces))
     collapse = series(events, STEP, "step", "collapse_std")
     speed = series(events, STEP, "step", "img_per_s")
@@ -102,7 +160,8 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
             fig.add_trace(trace, row=row, col=col, secondary_y=True if trace.meta == RIGHT_AXIS else None)
         fig.update_xaxes(title_text=x_title, title_standoff=2, row=row, col=col)
         if title.startswith("Learning rate"):
-            fig.update_yaxes(tickformat=".0e", exponentformat="e", row=row, col=col, secondary_y=False)
+            for trace in traces:
+                fig.update_yaxes(readable_axis(trace.y), row=row, col=col, secondary_y=trace.meta == RIGHT_AXIS)
         if x_title == "epoch":
             fig.update_yaxes(range=[0, 1], tickformat=".0%", row=row, col=col)
     fig.update_layout(height=height if rows > 1 else height // 2 + 60, margin={"l": 50, "r": 20, "t": 40, "b": 30},
@@ -141,6 +200,10 @@ def accuracy_bar(methods: Iterable[MethodResult]) -> go.Figure:
     return fig
 
 
+CURVES_PLOT_PX = 380  # accuracy_curves' height without its legend
+LEGEND_LINE_PX = 21  # one legend line at font size 12, with plotly's spacing
+
+
 def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]]) -> go.Figure:
     """Accuracy against epoch, one line per run: (label, method, epochs, accuracies)."""
     fig = go.Figure()
@@ -149,9 +212,14 @@ def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]])
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=html.escape(label),
                                  line={"color": METHOD_COLOURS.get(method, PALETTE[i % len(PALETTE)])},
                                  hovertemplate="epoch %{x}<br>%{y:.2%}<extra>%{fullData.name}</extra>"))
+    # The legend sits above the plot, one run a line, in a top margin that grows with it: below the plot, a
+    # long list squeezed the plot until it covered the epoch axis title.
+    legend_px = LEGEND_LINE_PX * len(curves) if len(curves) > 1 else 0
     fig.update_layout(xaxis={"title": "epoch"}, yaxis={"title": "accuracy", "tickformat": ".0%", "range": [0, 1]},
-                      template="plotly_white", height=380, margin={"l": 40, "r": 20, "t": 20, "b": 40},
-                      legend={"orientation": "h", "y": -0.25})
+                      template="plotly_white", height=CURVES_PLOT_PX + legend_px,
+                      margin={"l": 40, "r": 20, "t": 20 + legend_px, "b": 40},
+                      legend={"orientation": "v", "yanchor": "bottom", "y": 1.03, "xanchor": "left",
+                              "x": 0.0, "font": {"size": 12}})
     return fig
 
 

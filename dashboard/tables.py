@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import streamlit as st
 
 from byol_core.lab.comparison import comparison_key
 from byol_core.lab.summary import RunSummary
@@ -73,6 +75,31 @@ def runs_table(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
              "augmentation": s.augmentation, "epochs run": s.epochs_run, "steps": s.steps_run,
              **({"archived": s.archived} if any_archived else {}), "problem": s.damaged or s.error or ""}
             for s in summaries]
+
+
+NAME_CHAR_PX = 7  # a generous width of one character of the table's font (wide letters included)
+NAME_PADDING_PX = 24
+NAME_COLUMN_PX = (100, 900)  # 900 px hold the longest name a run can be given (MAX_NAME_CHARS)
+
+
+def name_column_width(names: Iterable[str]) -> int:
+    """Pixels that show the longest of ``names`` whole (Streamlit sizes a column to at most 500 px, which cut
+    off names over about 85 characters), within :data:`NAME_COLUMN_PX`."""
+    longest = max((len(n) for n in names), default=0)
+    low, high = NAME_COLUMN_PX
+    return min(high, max(low, NAME_CHAR_PX * longest + NAME_PADDING_PX))
+
+
+def runs_table_columns(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``column_config`` of :func:`runs_table`'s rows: shares as percentages, and a name column wide enough
+    for the longest name."""
+    return {
+        "name": st.column_config.TextColumn(
+            "name", width=name_column_width(str(r.get("name") or "") for r in rows),
+            help="The name given to the run under \"About this run\"; empty when none was given."),
+        "accuracy": st.column_config.NumberColumn(format="percent"),
+        "labels kept": st.column_config.NumberColumn(format="percent"),
+    }
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -9,6 +9,7 @@ and the dashboard's "Download encoder" button write the same bytes.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,20 @@ def encoder_bundle(store: RunStore, run_id: str) -> dict[str, Any]:
     cfg = summary.config
     splits = load_data(cfg.data)  # the training statistics the encoder was normalised with
     return {"format": FORMAT, "run_id": run_id, "stage": summary.stage, "model": to_dict(cfg.model),
-            "image_size": cfg.augment.image_size, "mean": list(channel_stats(splits.mean, "mean")),
-            "std": list(channel_stats(splits.std, "std")),
+            "image_size": cfg.augment.image_size, "mean": as_float32(channel_stats(splits.mean, "mean")),
+            "std": as_float32(channel_stats(splits.std, "std")),
             "state_dict": store.get(run_id).load_encoder()}
+
+
+def as_float32(values: Sequence[float]) -> list[float]:
+    """``values`` rounded to float32, as plain Python floats.
+
+    Training and evaluation normalise with float32 tensors, so these are the numbers the network saw. The
+    float64 statistics differ in their last digit with the order torch sums the pixels in (its thread
+    count: the dashboard's preview thread loads data with one, the CLI with all cores), and that must not
+    reach the file: the dashboard and the CLI write the same bytes.
+    """
+    return torch.tensor([float(v) for v in values], dtype=torch.float32).tolist()
 
 
 def bundle_bytes(bundle: dict[str, Any]) -> bytes:

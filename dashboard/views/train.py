@@ -91,10 +91,8 @@ if not summaries:
     st.stop()
 show_archived = st.toggle("Show archived runs", key="train.show_archived")
 listed = [s for s in summaries if show_archived or not s.archived]
-st.dataframe(tables.runs_table(listed), hide_index=True, key="train.runs", column_config={
-    "accuracy": st.column_config.NumberColumn(format="percent"),
-    "labels kept": st.column_config.NumberColumn(format="percent"),
-})
+runs_rows = tables.runs_table(listed)
+st.dataframe(runs_rows, hide_index=True, key="train.runs", column_config=tables.runs_table_columns(runs_rows))
 live_ids = {j.id for j in manager.jobs() if j.active}
 resumable = {s.id: s for s in summaries if s.resumable and s.id not in live_ids}
 c1, c2 = st.columns(2)

@@ -35,6 +35,17 @@ def _need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def _open(p, url: str):
+    """Headless Chromium on the dashboard's first page, drawn: (browser, page); close the browser after."""
+    browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Data & augmentations").first.wait_for(timeout=90_000)
+    settle(page)
+    return browser, page
+
+
 def _goto(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
     page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=60_000)
@@ -192,15 +203,9 @@ def test_dashboard_in_chromium(server, tmp_path):
         return
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser, page = _open(p, server)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(server, wait_until="domcontentloaded")
-
             # Data & augmentations: the preview grid, the controls, no error.
-            page.get_by_role("heading", name="Data & augmentations").first.wait_for(timeout=90_000)
-            settle(page)
             page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
             assert page.get_by_text("Reset to BYOL paper defaults").count() == 1
             _no_error_boxes(page)

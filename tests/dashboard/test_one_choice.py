@@ -24,7 +24,7 @@ from byol_core.lab.plans import plan
 from byol_core.lab.run_store import RunStore
 from byol_core.presets import get_preset
 from tests.app_helpers import _app, _errors, _page
-from tests.dashboard.test_browser import CHROMIUM, VIEWPORT, _goto, _need, _pick
+from tests.dashboard.test_browser import CHROMIUM, _goto, _need, _open, _pick
 
 
 def _change_lines(at) -> list[str]:
@@ -145,14 +145,13 @@ def test_in_chromium_the_data_pages_choice_is_what_train_plans(server, tmp_path)
         Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(flat / f"{i}.png")
 
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser, page = _open(p, server)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Data & augmentations").first.wait_for(timeout=90_000)
             _pick(page, "Data set", "fashion-mnist")
-            page.get_by_text("you changed none").first.wait_for(timeout=60_000)
+            # Loaded and in use (a page left while the data set still loads keeps the one before).
+            page.get_by_text("Starts from the views tuned for fashion-mnist (preset cpu-quick); you changed none").first \
+                .wait_for(timeout=120_000)
+            settle(page)
 
             # Fashion-MNIST, then Train with cpu-quick: none of cpu-quick's views replaced.
             _goto(page, "Train")
