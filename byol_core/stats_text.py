@@ -23,7 +23,7 @@ def too_few_seeds_note(summary: Summary, target_half: float | None = None, perce
 
     ``target_half``: the half-width worth reaching (default: 1 point for an accuracy).
     """
-    if summary.method not in SEED_METHODS and summary.method != "exact McNemar" and summary.method != "wilson":
+    if summary.method not in {*SEED_METHODS, "exact McNemar", "wilson"}:  # e.g. a bootstrap: no seed count
         return None
     if summary.n >= ENOUGH_SEEDS:
         return None
