@@ -38,8 +38,10 @@ class DataConfig(Validated):
     folder: str | None = _f(None, "Image folder for name='folder' (class subfolders optional).")
     folder_image_size: int = _f(96, "Folder images are centre-cropped square and resized to this side.",
                                 min=8, max=1024)
-    max_folder_images: int = _f(20_000, "Refuse image folders with more images than this (a wrong folder, "
-                                        "such as a home directory, would take minutes and gigabytes).", min=1)
+    # No count cap by default: a folder is decoded once into a disk cache, so the limit is the free disk (checked
+    # before the first pass) and the pixels per image. Configs that saved the old 20,000 keep it, as they ran.
+    max_folder_images: int | None = _f(None, "Refuse image folders with more images than this (None: no cap; "
+                                             "the folder's cache must fit the free disk).", min=1)
     download: bool = _f(True, "Download torchvision data sets when they are not on disk.")
     test_fraction: float = _f(0.2, "Held-out share for sets without a test split.", min=0.05, max=0.9)
     # 0 by default so configs saved before this field existed load as what they ran: no validation split.

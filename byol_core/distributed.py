@@ -7,7 +7,9 @@ every helper is the identity, so a single process computes exactly what it alway
 
 Every rank builds the same global batch of indices and augments all of it with the same random
 state, then keeps its own slice (:func:`shard`): a sample gets the same views whatever the world
-size. Rank 0 alone writes the run folder.
+size. Images read from an image folder's disk cache are read that way too: each rank reads only its slice of
+the global batch from the shared cache (``DataSplits.pretrain_images``; augmentation is per sample, so the rows
+it leaves unread change nothing in its own). Rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations

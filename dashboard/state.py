@@ -18,7 +18,8 @@ import streamlit as st
 
 from byol_core.analysis.embeddings import KeyedFutures
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
-from byol_core.data import DataError, DataSplits, load_data
+from byol_core.data import DataError, DataSplits, Progress, load_data
+from byol_core.data.folder import folder_cache_plan
 from byol_core.lab.choices import DataChoice
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.run_store import RunStore
@@ -159,6 +160,21 @@ def set_augment_cfg(cfg: AugmentConfig) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def load_splits(cfg: DataConfig) -> DataSplits:
+def load_splits(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
     """``load_data`` (cached in-process by byol_core; a hit costs microseconds)."""
-    return load_data(cfg)
+    return load_data(cfg, progress=progress)
+
+
+def load_with_progress(cfg: DataConfig) -> DataSplits:
+    """A new data set, loaded with a progress bar; an image folder first says what its first pass into the disk
+    cache will decode, need and take (a cache the disk cannot hold is refused by the loader, before it starts)."""
+    if cfg.name == "folder":
+        cache_plan = folder_cache_plan(cfg)
+        if cache_plan.to_decode and not cache_plan.problem():
+            st.caption(f"First pass: {cache_plan.describe()}.")
+    bar = st.progress(0.0, text=f"Loading {cfg.name}…")
+    try:
+        return load_splits(cfg, progress=lambda message, fraction: bar.progress(min(max(fraction, 0.0), 1.0),
+                                                                                  text=message))
+    finally:
+        bar.empty()

@@ -4,15 +4,19 @@ Files are centre-cropped square and resized to ``data.folder_image_size``; unrea
 skipped and listed (with the reason) in ``DataSplits.skipped_files``, and so are images over
 :data:`MAX_IMAGE_PIXELS`: a few kB of PNG can declare 13000×13000 pixels (half a gigabyte decoded), so
 the size is read from the header before anything is decoded. JPEGs are decoded reduced (PIL's ``draft``,
-1/2 to 1/8 scale, still at least the target size), so only what is decoded counts. Decoded folders are
-cached on disk beside the data so a new process does not decode them again.
+1/2 to 1/8 scale, still at least the target size), so only what is decoded counts.
+
+Each image is decoded once, in worker processes, into the folder's disk cache (:mod:`.image_cache`); the
+images then stay there and training reads its batches from it (:class:`~.disk_images.DiskImages`). There
+is no cap on the number of images (``data.max_folder_images`` sets one if wanted): the cache must fit the
+free disk, which is checked before the first pass, with its size and duration in the message.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,28 +24,34 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..files import atomic_torch_save
 from ..text import clipped
-from .types import DataError, ImageSet, Progress, Source, as_image_set
+from .image_cache import CachePlan, FolderFile, ImageCache
+from .types import DataError, ImageSet, Progress, Source
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 MAX_IMAGE_PIXELS = 40_000_000  # per image, as decoded (120 MB as RGB): a big photo fits, a decompression bomb not
 LARGEST_SIDE = 1024  # data.folder_image_size's maximum: JPEGs are checked at the draft scale this side allows
-ENTRIES_PER_IMAGE = 20  # a listing gives up after this many directory entries per allowed image
+ENTRIES_PER_IMAGE = 20  # a listing gives up after this many directory entries per image
+# Entries any listing may meet before the share of images in them is judged (a 20,000-image folder's worth):
+# pointing data.folder at a home folder or /usr then stops early, with the reason.
+MIN_ENTRIES_BUDGET = ENTRIES_PER_IMAGE * 20_000
 
 
 def folder_source_key(cfg: DataConfig) -> tuple:
-    """What decides a folder's decoded content; sizes and mtimes notice files added or replaced."""
+    """What decides a folder's decoded content; sizes and mtimes notice files added or replaced (and make the
+    in-process cache of :func:`~.loading.load_data` look at the disk cache again)."""
     folder = _folder_path(cfg)
     listing = _list_folder(folder, cfg.max_folder_images)
-    stamp = tuple((str(p), s.st_size, s.st_mtime_ns) for p, s in ((p, p.stat()) for p, _ in listing.files))
+    _keyed.clear()
+    _keyed[str(folder), cfg.max_folder_images] = (time.monotonic(), listing)
+    stamp = tuple((f.relative, f.label, f.bytes, f.mtime_ns) for f in listing.files)
     return ("folder", str(folder), cfg.folder_image_size, stamp)
 
 
 @dataclass(frozen=True)
 class _Listing:
     classes: list[str]
-    files: list[tuple[Path, int]]  # (path, label); label -1 when the folder has no class subfolders
+    files: list[FolderFile]  # label -1 when the folder has no class subfolders
     ignored: list[str]
 
 
@@ -99,7 +109,8 @@ def folder_problem(data: DataConfig) -> str | None:
             return f"{head} {what}; set data.folder to a folder of images (optionally one subfolder per class)."
         if not os.access(folder, os.R_OK | os.X_OK):
             return f"{head} cannot be read (no permission); give this user read access, or copy the images elsewhere."
-        if not _has_image(folder, ENTRIES_PER_IMAGE * data.max_folder_images):
+        if not _has_image(folder, ENTRIES_PER_IMAGE * data.max_folder_images if data.max_folder_images
+                          else MIN_ENTRIES_BUDGET):
             return (f"{head} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put images in it, or one "
                     "subfolder of images per class.")
     except (OSError, RuntimeError) as exc:  # a name too long, a link loop
@@ -121,43 +132,84 @@ def _is_image(path: Path) -> bool:
 
 
 class _Budget:
-    """How many images (and directory entries) a listing may still meet before it gives up, and says why.
+    """How many images (with ``data.max_folder_images``) and directory entries a listing may still meet before
+    it gives up, and says why.
 
     Pointing data.folder at the wrong place (a home folder, /usr) would otherwise walk and decode for
-    minutes and fill memory and disk; a folder of images is never that large on this product's scale.
+    minutes and fill the disk: past :data:`MIN_ENTRIES_BUDGET` entries, at most :data:`ENTRIES_PER_IMAGE`
+    entries per image found so far are walked. The number of images is not capped unless asked for.
     """
 
-    def __init__(self, folder: Path, max_images: int) -> None:
+    def __init__(self, folder: Path, max_images: int | None) -> None:
         self.folder, self.max_images = folder, max_images
         self.images, self.entries = 0, 0
 
     def visit(self, is_image: bool) -> None:
         self.entries += 1
         self.images += is_image
-        if self.images > self.max_images:
+        if self.max_images is not None and self.images > self.max_images:
             raise DataError(f"image folder {str(self.folder)!r} holds more than {self.max_images} images; point "
-                            "data.folder at a smaller folder, or raise data.max_folder_images if you mean it.")
-        if self.entries > ENTRIES_PER_IMAGE * self.max_images:
+                            "data.folder at a smaller folder, or raise data.max_folder_images (or unset it: no "
+                            "cap) if you mean it.")
+        allowed = (ENTRIES_PER_IMAGE * self.max_images if self.max_images is not None
+                   else max(MIN_ENTRIES_BUDGET, ENTRIES_PER_IMAGE * self.images))
+        if self.entries > allowed:
             raise DataError(f"image folder {str(self.folder)!r} holds more than {self.entries - 1} files and "
                             "folders, most of them not images; point data.folder at the folder of your images.")
 
 
-def _images_under(directory: Path, budget: _Budget) -> list[Path]:
-    found = []
-    for p in directory.rglob("*"):
-        # Hidden folders (.ipynb_checkpoints, .git, ...) never hold training images.
-        image = _is_image(p) and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-        budget.visit(image)
-        if image:
-            found.append(p)
-    return sorted(found)
+def _images_under(directory: str, folder: str, label: int, budget: _Budget) -> list[FolderFile]:
+    """The images under ``directory`` with their size and mtime, in one walk (``os.scandir``: tens of thousands
+    of files a second). Hidden files and folders (.git, .ipynb_checkpoints, ...) never hold training images;
+    folders reached twice through links are walked once."""
+    found, stack, seen = [], [directory], {os.path.realpath(directory)}
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                entries = list(listing)
+        except OSError:  # an unreadable subfolder is passed over, as before
+            continue
+        for entry in entries:
+            image = False
+            try:
+                if entry.name.startswith("."):
+                    pass
+                elif entry.is_dir():
+                    real = os.path.realpath(entry.path)
+                    if real not in seen and _system_folder(Path(real)) is None:
+                        seen.add(real)
+                        stack.append(entry.path)
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    stat = entry.stat()
+                    found.append(FolderFile(entry.path, entry.path[len(folder) + 1:].replace(os.sep, "/"),
+                                            label, stat.st_size, stat.st_mtime_ns))
+                    image = True
+            except OSError:  # gone meanwhile, or a broken link
+                pass
+            budget.visit(image)
+    # As paths sort, part by part: "\0" sorts before any character, as the end of a part does.
+    return sorted(found, key=lambda f: f.relative.replace("/", "\0"))
 
 
-def _list_folder(folder: Path, max_images: int) -> _Listing:
+# load_data lists a folder for its key, then loads it: the load takes the key's listing (once, when fresh) instead
+# of walking a large folder a second time.
+_LISTING_REUSE_S = 2.0
+_keyed: dict[tuple[str, int | None], tuple[float, _Listing]] = {}
+
+
+def _keyed_listing(folder: Path, max_images: int | None) -> _Listing | None:
+    listed_at, listing = _keyed.pop((str(folder), max_images), (float("-inf"), None))
+    return listing if time.monotonic() - listed_at <= _LISTING_REUSE_S else None
+
+
+def _list_folder(folder: Path, max_images: int | None) -> _Listing:
     budget = _Budget(folder, max_images)
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    per_class = [(d.name, _images_under(d, budget)) for d in subdirs]
-    per_class = [(name, files) for name, files in per_class if files]
+    per_class: list[tuple[str, list[FolderFile]]] = []
+    for d in subdirs:  # labels count the classes that hold images only (a folder of no images is no class)
+        found = _images_under(str(d), str(folder), len(per_class), budget)
+        if found:
+            per_class.append((d.name, found))
     top_level = []
     for p in folder.iterdir():
         budget.visit(_is_image(p))
@@ -165,10 +217,21 @@ def _list_folder(folder: Path, max_images: int) -> _Listing:
             top_level.append(p)
     top_level.sort()
     if not per_class:
-        return _Listing(classes=[], files=[(p, -1) for p in top_level], ignored=[])
-    files = [(p, label) for label, (_, paths) in enumerate(per_class) for p in paths]
+        return _Listing(classes=[], files=_images_at(top_level, str(folder)), ignored=[])
+    files = [f for _, found in per_class for f in found]
     ignored = [f"{p}: not inside a class subfolder, ignored" for p in top_level]
     return _Listing(classes=[name for name, _ in per_class], files=files, ignored=ignored)
+
+
+def _images_at(paths: list[Path], folder: str) -> list[FolderFile]:
+    out = []
+    for p in paths:
+        try:
+            stat = p.stat()
+        except OSError:
+            continue
+        out.append(FolderFile(str(p), str(p)[len(folder) + 1:], -1, stat.st_size, stat.st_mtime_ns))
+    return out
 
 
 class ImageTooLargeError(ValueError):
@@ -225,61 +288,56 @@ def _decode_or_reason(path: Path, size: int) -> np.ndarray | str:
         return f"{path}: {type(exc).__name__}: {exc}"
 
 
-def _folder_cache_path(cfg: DataConfig, key: tuple) -> Path:
-    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
-    return Path(cfg.root).expanduser() / "cache" / f"folder-{digest}.pt"
+def _cache(cfg: DataConfig, folder: Path) -> ImageCache:
+    return ImageCache.for_folder(folder, cfg.folder_image_size, cfg.root)
 
 
-def load_folder(cfg: DataConfig, report: Progress) -> Source:
-    """Decode a folder once; later loads (other processes too) read the decoded uint8 tensors from disk.
-
-    The cache file's name hashes every file's path, size and mtime and the target size, so any
-    change to the folder makes a new one.
-    """
-    cache = _folder_cache_path(cfg, folder_source_key(cfg))
-    if cache.is_file():
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            report("Read decoded images from the cache", 0.9)
-            return Source(classes=list(saved["classes"]), train=ImageSet(saved["images"], saved["labels"]),
-                           test=None, skipped_files=tuple(saved["skipped"]))
-        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
-            cache.unlink(missing_ok=True)
-    source = _decode_folder(cfg, report)
-    try:
-        atomic_torch_save(cache, {"classes": list(source.classes), "images": source.train.images,
-                                  "labels": source.train.labels, "skipped": list(source.skipped_files)})
-    except OSError:
-        pass  # a read-only data root only costs the next process a decode
-    return source
-
-
-def _decode_folder(cfg: DataConfig, report: Progress) -> Source:
+def folder_cache_plan(cfg: DataConfig) -> CachePlan:
+    """What loading ``cfg``'s folder would decode, the disk it needs and has, and how long it takes: what a
+    page shows before it starts the first pass (``describe()``, ``problem()``)."""
     folder = _folder_path(cfg)
-    listing = _list_folder(folder, cfg.max_folder_images)
+    return _cache(cfg, folder).plan(_list_folder(folder, cfg.max_folder_images).files)
+
+
+def _progress(report: Progress) -> Callable[[int, int], None]:
+    """The cache's (done, total) as the loader's (message, fraction), with the rate and the time left."""
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-6)
+        left = f", about {(total - done) / rate:.0f} s left" if 0 < done < total else ""
+        report(f"Decoding images into the cache: {done:,}/{total:,} ({rate:.0f} images/s{left})",
+               0.05 + 0.85 * done / max(total, 1))
+
+    return show
+
+
+def load_folder(cfg: DataConfig, report: Progress, workers: int | None = None) -> Source:
+    """The folder's images from its disk cache, decoding (in ``workers`` processes) only what is not in it yet.
+
+    The images stay on disk (:class:`~.disk_images.DiskImages`); a DataError names what to do when the folder
+    holds no readable image or the disk cannot hold the cache.
+    """
+    folder = _folder_path(cfg)
+    listing = _keyed_listing(folder, cfg.max_folder_images) or _list_folder(folder, cfg.max_folder_images)
     if not listing.files:
         raise DataError(f"image folder {str(folder)!r} holds no images "
                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}). Put images in it, or one "
                         f"subfolder of images per class.")
-    size = cfg.folder_image_size
-    images, labels, skipped = [], [], list(listing.ignored)
-    n = len(listing.files)
-    step = max(1, n // 10)
-    # PIL releases the GIL while decoding, so threads give a real speed-up.
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = pool.map(lambda item: _decode_or_reason(item[0], size), listing.files)
-        for i, ((_, label), result) in enumerate(zip(listing.files, results, strict=True)):
-            if isinstance(result, str):
-                skipped.append(result)
-            else:
-                images.append(result)
-                labels.append(label)
-            if (i + 1) % step == 0:
-                report(f"Decoded {i + 1}/{n} images", 0.05 + 0.85 * (i + 1) / n)
-    if not images:
+    files = listing.files
+    cache = _cache(cfg, folder)
+
+    def say(plan: CachePlan) -> None:
+        said = plan.describe()
+        report(said[0].upper() + said[1:], 0.05)
+
+    cached = cache.update(files, _decode_or_reason, _progress(report), workers, on_plan=say)
+    skipped = [*listing.ignored, *cached.skipped]
+    if not len(cached.images):
         shown = "; ".join(skipped[:3])
-        raise DataError(f"image folder {str(folder)!r}: none of its {n} image files could be read "
+        raise DataError(f"image folder {str(folder)!r}: none of its {len(files)} image files could be read "
                         f"({shown}{'; ...' if len(skipped) > 3 else ''}). Check that they are "
                         f"valid images.")
-    return Source(classes=listing.classes, train=as_image_set(np.stack(images), labels), test=None,
-                   skipped_files=tuple(skipped))
+    report("Reading the images from the cache", 0.9)
+    return Source(classes=listing.classes, train=ImageSet(cached.images, torch.from_numpy(cached.labels)),
+                  test=None, skipped_files=tuple(skipped))

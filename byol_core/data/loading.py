@@ -1,9 +1,10 @@
-"""Load image data sets into memory as uint8 tensors.
+"""Load image data sets as uint8 images: built-in sets in memory, image folders from their disk cache.
 
 Every source ends up as ``(N, C, H, W)`` uint8 images plus int64 labels (-1 where
 unlabelled), split into train/test, a stratified validation split held out of train, a
 stratified labelled subset of what remains of train and, for STL10, extra unlabelled images. Augmentation and normalisation happen later on
-the device, so nothing here converts to float except the mean/std statistics.
+the device, so nothing here converts to float except the mean/std statistics. An image folder's images
+stay in its cache on disk (:mod:`.image_cache`): its splits are rows of the cache, read a batch at a time.
 
 Results are cached in-process (a few entries): callers get tensors that share
 storage with the cache and must treat them as read-only (use ``.clone()`` or

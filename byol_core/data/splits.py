@@ -4,22 +4,29 @@ held out of train, caps, the stratified labelled subset, and the per-channel sta
 Each purpose draws from its own random stream (:func:`split_rng`), so e.g. changing a cap does not
 move the test split. Caps keep each class's share (``stratified_caps``). The labelled subset is drawn
 afresh for each training seed (``labelled_subset = "per seed"``: an interval over seeds then covers
-which images were labelled) or once from ``split_seed`` (``"fixed"``).
+which images were labelled) or once from ``split_seed`` (``"fixed"``). A disk-backed set is split without
+reading it (its subsets are rows of the same cache), and its statistics come from a sample of its images.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from ..config import DataConfig
+from .disk_images import DiskImages
 from .types import DataSplits, ImageSet, Source
 
 MIN_CHANNEL_STD = 1e-3
+# Per-channel statistics of a disk-backed set come from this many of its images (all of a smaller set): their
+# mean is within a fraction of a grey level of the mean of all, and reading them takes well under a second.
+STATS_SAMPLE = 2_000
 
 # One independent random stream per purpose, so e.g. changing a cap does not move the test split.
 # Purpose 5 caps STL10's unlabelled images (data_sources).
-TEST_SPLIT, TRAIN_CAP, TEST_CAP, LABEL_SUBSET, VAL_SPLIT, VAL_CAP = 1, 2, 3, 4, 6, 7
+TEST_SPLIT, TRAIN_CAP, TEST_CAP, LABEL_SUBSET, VAL_SPLIT, VAL_CAP, STATS = 1, 2, 3, 4, 6, 7, 8
 
 
 def split_rng(cfg: DataConfig, purpose: int) -> np.random.Generator:
@@ -107,23 +114,34 @@ def _cap(images: ImageSet, cap: int | None, rng: np.random.Generator, stratified
     return images.subset(torch.from_numpy(np.sort(np.concatenate(keep))))
 
 
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on the 0..1 scale, in chunks to bound memory."""
+def _channel_stats(images: torch.Tensor | DiskImages,
+                   rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on the 0..1 scale, in chunks to bound memory; from a sample of
+    :data:`STATS_SAMPLE` images of a disk-backed set (every image of one in memory, as always)."""
+    if isinstance(images, DiskImages) and len(images) > STATS_SAMPLE:
+        images = images.take(np.sort(rng.choice(len(images), STATS_SAMPLE, replace=False)))
     channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
+    # Integer sums of the uint8 pixels are exact: the statistics do not depend on the order torch adds them in
+    # (its thread count), so every process gets the same numbers to the last digit.
+    total = torch.zeros(channels, dtype=torch.int64)
+    total_sq = torch.zeros(channels, dtype=torch.int64)
     count = 0
-    for chunk in torch.split(images, 4096):
-        x = chunk.to(torch.float64).div_(255.0).transpose(0, 1).reshape(channels, -1)
+    # A disk-backed set is read a chunk of at most 2 M values at a time, whatever its image size.
+    rows = max(1, 2**21 // max(1, int(np.prod(images.shape[1:])))) if isinstance(images, DiskImages) else 4096
+    for start in range(0, len(images), rows):
+        x = images[start:start + rows].to(torch.int64).transpose(0, 1).reshape(channels, -1)
         total += x.sum(1)
         total_sq += x.square().sum(1)
         count += x.shape[1]
     if count == 0:
         return (0.0,) * channels, (1.0,) * channels
-    mean = total / count
-    # A constant channel (e.g. no blue anywhere) would divide by zero when normalising.
-    std = (total_sq / count - mean.square()).clamp_min(0).sqrt().clamp_min(MIN_CHANNEL_STD)
-    return tuple(mean.tolist()), tuple(std.tolist())
+    scale = 255 * count
+    mean = tuple(t / scale for t in total.tolist())
+    # count·Σx² − (Σx)² in Python's exact integers; a constant channel (e.g. no blue anywhere) would divide by
+    # zero when normalising.
+    std = tuple(max(math.sqrt(max(count * q - t * t, 0)) / scale, MIN_CHANNEL_STD)
+                for t, q in zip(total.tolist(), total_sq.tolist(), strict=True))
+    return mean, std
 
 
 def _empty_like(images: ImageSet) -> ImageSet:
@@ -144,7 +162,7 @@ def make_splits(cfg: DataConfig, source: Source) -> DataSplits:
     # With every label kept (the default) share train's tensors instead of copying them.
     labelled = train if len(keep) == len(train) else train.subset(torch.from_numpy(keep))
     unlabeled = source.unlabeled if source.unlabeled is not None else _empty_like(train)
-    mean, std = _channel_stats(train.images)
+    mean, std = _channel_stats(train.images, split_rng(cfg, STATS))
     return DataSplits(name=cfg.name, classes=list(source.classes), train=train, val=val, test=test,
                       unlabeled=unlabeled, labelled_train=labelled, mean=mean, std=std,
                       skipped_files=list(source.skipped_files))

@@ -1,7 +1,8 @@
-"""The data containers every loader fills and every stage reads: images as uint8 tensors in memory.
+"""The data containers every loader fills and every stage reads: uint8 images, in memory or on disk.
 
-Every source ends up as ``(N, C, H, W)`` uint8 images plus int64 labels (-1 where unlabelled).
-Augmentation and normalisation happen later on the device.
+Every source ends up as ``(N, C, H, W)`` uint8 images plus int64 labels (-1 where unlabelled): a tensor,
+or for image folders a :class:`~byol_core.data.disk_images.DiskImages` whose rows are read per batch from
+the folder's cache. Augmentation and normalisation happen later on the device.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
+from .disk_images import DiskImages
+
 Progress = Callable[[str, float], None]
 
 
@@ -22,14 +26,14 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images and labels held in memory.
+    """Images and labels.
 
-    ``images`` is uint8 ``(N, C, H, W)`` with C in {1, 3}; ``labels`` is int64 ``(N,)``
-    with -1 for unlabelled images. Treat both as read-only: they may be shared with
-    the loader's cache.
+    ``images`` is uint8 ``(N, C, H, W)`` with C in {1, 3}: a tensor in memory, or a :class:`DiskImages`
+    (indexing it reads just those rows); ``labels`` is int64 ``(N,)`` with -1 for unlabelled images, always in
+    memory. Treat both as read-only: they may be shared with the loader's cache.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | DiskImages
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -48,9 +52,12 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> ImageSet:
-        """A new ImageSet holding copies of the selected images (an index tensor, list or mask)."""
+        """A new ImageSet of the selected images (an index tensor, list or mask): copies in memory, or the
+        same rows on disk (nothing read) for a disk-backed set."""
         if not isinstance(index, torch.Tensor):
             index = torch.as_tensor(list(index), dtype=torch.long)
+        if isinstance(self.images, DiskImages):
+            return ImageSet(self.images.take(index), self.labels[index])
         return ImageSet(self.images[index], self.labels[index])
 
 
@@ -77,11 +84,18 @@ class DataSplits:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def pretrain_images(self) -> torch.Tensor:
-        """Train plus extra unlabelled images: what BYOL pretrains on (read-only; may be shared)."""
-        if len(self.unlabeled) == 0:
-            return self.train.images
-        return torch.cat([self.train.images, self.unlabeled.images])
+    def pretrain_images(self) -> torch.Tensor | DiskImages:
+        """Train plus extra unlabelled images: what BYOL pretrains on (read-only; may be shared).
+
+        On disk they stay on disk; under torchrun (only BYOL pretraining runs there) each rank then reads
+        only its own shard of every global batch.
+        """
+        images, extra = self.train.images, self.unlabeled.images
+        if isinstance(images, DiskImages):
+            if len(extra):
+                images = images.concat(extra) if isinstance(extra, DiskImages) else torch.cat([images, extra])
+            return images.sharded() if isinstance(images, DiskImages) and distributed.current().active else images
+        return images if len(extra) == 0 else torch.cat([images, extra])
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ __all__ = ["IMAGE_TYPES", "KEEP_UNUSED_UPLOADS", "MAX_UPLOAD_BYTES", "MAX_UPLOAD
            "zip_entry_count"]
 
 MAX_UPLOAD_BYTES = 200 * 2**20   # per upload: a few thousand photos; more belongs in a folder on disk
-MAX_UPLOAD_FILES = 20_000        # as data.max_folder_images: the loader would refuse more anyway
+# 200 MB hold a few thousand photos; far more files than that are tiny ones, each a zip entry, a file on disk
+# and a decode: this bounds that work (a folder on disk has no count cap, only its cache's disk space).
+MAX_UPLOAD_FILES = 50_000
 MAX_ZIP_ENTRIES = 3 * MAX_UPLOAD_FILES  # images, their folders and macOS metadata (__MACOSX/._x) together
 MAX_NAME_CHARS = 100             # longer names are shortened, with a short hash of the whole name
 MAX_NAME_BYTES = 200             # ... and so are names longer in UTF-8 (file systems stop at 255 bytes)

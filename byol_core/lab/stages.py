@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConfigError, ExperimentConfig
-from ..data import DataSplits, load_data
+from ..data import DataSplits, Progress, load_data
 from ..events import NOTE, Callback
 from .run_store import Run, RunStore
 
@@ -49,7 +49,7 @@ class StageContext:
 
     def data(self) -> DataSplits:
         if self.splits is None:
-            self.splits = load_data(self.cfg.data)
+            self.splits = load_data(self.cfg.data, progress=self._data_progress())
             if self.splits.skipped_files:
                 self.note(f"{len(self.splits.skipped_files)} file(s) skipped while reading the data: "
                           f"{'; '.join(self.splits.skipped_files[:3])}"
@@ -58,6 +58,17 @@ class StageContext:
                 if self.writes:
                     self.run.skipped_files_path.write_text("\n".join(self.splits.skipped_files) + "\n")
         return self.splits
+
+    def _data_progress(self) -> Progress:
+        """An image folder's first pass into its cache takes minutes: its plan, then each tenth of it, as notes."""
+        tenths_said: set[int] = set()
+
+        def say(message: str, fraction: float) -> None:
+            tenth = int(fraction * 10)
+            if "into the cache" in message and tenth not in tenths_said:
+                tenths_said.add(tenth)
+                self.note(message)
+        return say
 
     def note(self, message: str) -> None:
         """Tell the person (CLI, metrics.jsonl, the dashboard's log) something they must know."""

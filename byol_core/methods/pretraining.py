@@ -17,6 +17,7 @@ from torch import nn
 from .. import distributed
 from ..config import ExperimentConfig
 from ..data import DataSplits, ImageSet
+from ..data.disk_images import is_disk_backed
 from ..device import resolve_device, use_bf16
 from .evaluation import embed, knn_vote
 from .loop import LoopHooks
@@ -37,7 +38,8 @@ def images_on_device(images: torch.Tensor, device: torch.device, max_share: floa
     float; STL10's 105k images at 96 px are 2.9 GB), else in pinned host memory so each batch
     copies to the GPU asynchronously. CPU and MPS keep host tensors.
     """
-    if device.type != "cuda":
+    # A cached folder under torchrun stays on disk: each rank reads only its own rows of every batch.
+    if device.type != "cuda" or (is_disk_backed(images) and distributed.current().active):
         return images
     free, _total = torch.cuda.mem_get_info(device)
     if images.numel() * images.element_size() <= max_share * free:

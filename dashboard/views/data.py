@@ -76,8 +76,7 @@ def _choose_data() -> None:
                 f"Showing {_shown_name(current)} until you choose {wanted}.", icon=":material/info:")
         return
     try:
-        with st.spinner(f"Loading {candidate.name}…"):
-            splits = state.load_splits(candidate)
+        splits = state.load_splits(candidate) if candidate == current else state.load_with_progress(candidate)
     except state.USER_ERRORS as exc:
         st.error(f"{exc}", icon=":material/error:")
         if source in DOWNLOADABLE:

@@ -180,3 +180,34 @@ def test_in_chromium_the_data_pages_choice_is_what_train_plans(server, tmp_path)
             assert page.get_by_role("button", name="Start", exact=True).first.is_disabled()
         finally:
             browser.close()
+
+
+def test_a_new_folder_says_what_its_first_pass_decodes_and_a_full_disk_refuses_it(runs_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import byol_core.data.image_cache as cache_module
+
+    folder = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((12, 12, 3), 20 * i, np.uint8)).save(folder / name / f"{i}.png")
+    at = _page(_app(), "views/data.py")
+    at.selectbox(key="data.source").set_value("folder").run()
+    at.text_input(key="data.folder").input(str(folder)).run()
+    assert not at.exception and not _errors(at), _errors(at)
+    assert any("First pass: 8 of 8 images to decode into the cache" in c.value for c in at.caption)
+    assert at.session_state["data_choice"].data.folder == str(folder)
+
+    class _Full:
+        free = 1000
+
+    other = tmp_path / "more"
+    (other / "cat").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((12, 12, 3), 9 * i, np.uint8)).save(other / "cat" / f"{i}.png")
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda path: _Full())
+    at.text_input(key="data.folder").input(str(other)).run()
+    assert not at.exception
+    assert any("the image cache needs" in e and "BYOL_CACHE_DIR" in e for e in _errors(at)), _errors(at)
+    assert at.session_state["data_choice"].data.folder == str(folder)  # the folder before stays in use

@@ -403,17 +403,18 @@ def test_folder_is_decoded_once_then_read_from_the_disk_cache(tmp_path, monkeypa
         _png(images_dir / "b" / f"{i}.png", (0, 0, 200))
     cfg = DataConfig(name="folder", root=str(tmp_path / "root"), folder=str(images_dir), folder_image_size=8)
     first = load_data(cfg)
-    assert len(list((tmp_path / "root" / "cache").glob("folder-*.pt"))) == 1
+    assert len(list((tmp_path / "root" / "cache").glob("folder-*-8px/images-*.u8"))) == 1
 
     data.clear_cache()  # a new process: nothing in memory
     monkeypatch.setattr(folder_data, "_decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
     second = load_data(cfg)
     assert torch.equal(first.train.images, second.train.images) and second.classes == ["a", "b"]
 
-    _png(images_dir / "a" / "3.png", (190, 0, 0))  # the folder changed: decode again
+    _png(images_dir / "a" / "3.png", (190, 0, 0))  # the folder changed: the new file alone is decoded
     data.clear_cache()
-    with pytest.raises(DataError, match="decoded again"):  # the stub decoder ran
-        load_data(cfg)
+    third = load_data(cfg)  # the stub decoder ran on it (and only on it): it is listed as skipped
+    assert [f.split(": ")[0] for f in third.skipped_files] == [str(images_dir / "a" / "3.png")]
+    assert "decoded again" in third.skipped_files[0]
 
 
 def test_loading_a_system_folder_is_refused_with_the_reason_before_walking_it():
