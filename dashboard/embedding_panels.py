@@ -25,8 +25,10 @@ from byol_core.analysis.embeddings import (
     UMAP_MIN_POINTS,
     EmbeddingSet,
     KeyedFutures,
+    ProgressBoard,
     compute_embeddings,
     embedding_cache_path,
+    gather_images,
     nearest_neighbours,
     neighbour_share,
     pca_2d,
@@ -40,7 +42,8 @@ from byol_core.config import DataConfig
 from byol_core.lab.run_store import RunStore
 from byol_core.lab.summary import RunSummary
 from byol_core.text import markdown_text
-from dashboard import charts, images, selection, state
+from dashboard import embedding_words as words
+from dashboard import explorer_chart, images, selection, state
 
 NEIGHBOURS = 8
 THUMB_PX = 48
@@ -54,6 +57,8 @@ SELECTION_KEY = "emb.selection"  # (data key, rows) of a box or lasso selection,
 PLOT_GEN_KEY = "emb.plot_gen"  # bumped by "Clear selection": fresh plot widgets drop plotly's own selection
 CORRECT_COLOURS = {"correct": "#16a34a", "incorrect": "#dc2626"}
 OTHER_CLASS_RED = (220, 38, 38)
+# Sets up to this size are embedded while the page waits (seconds); bigger ones in the background, with progress.
+WAIT_MAX_POINTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class EncoderPlot:
     data: DataConfig             # the data set whose test images the rows index
     umap: Future | None          # the background UMAP layout, when one is wanted
     right: np.ndarray | None     # whether each row's kNN prediction is its class; None when not scored
+    predicted: np.ndarray | None = None  # each row's kNN-predicted class; None when not scored
+    summary: RunSummary | None = None    # the run of the encoder (None: a random init); its headline is the accuracy
 
     @property
     def data_key(self) -> str:
@@ -78,9 +85,28 @@ class EncoderPlot:
         return self.es.classes[c] if 0 <= c < len(self.es.classes) else "?"
 
     def test_images(self, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
-        """The test images of ``rows`` of the set."""
-        index = torch.as_tensor(self.es.indices[np.asarray(rows, dtype=np.int64)], dtype=torch.long)
-        return state.load_splits(self.data).test.images[index]
+        """The images of ``rows`` of the set (test images, or any part of the collection)."""
+        chosen = np.asarray(rows, dtype=np.int64)
+        return gather_images(state.load_splits(self.data), self.es.part_codes()[chosen], self.es.indices[chosen])
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A set still being embedded in the background: whose, how far, or why it failed."""
+
+    label: str
+    key: str  # the set's cache path: its key in background_embedding()
+    done: int
+    total: int
+    error: str | None = None
+
+    def finished(self) -> bool:
+        """Whether the background job has ended (then a rerun shows the set, or its error)."""
+        future = background_embedding()[0].get(self.key)
+        return future is None or future.done()
+
+    def progress(self) -> tuple[int, int]:
+        return background_embedding()[1].get(self.key) or (self.done, self.total)
 
 
 def encoder_label(source: str, runs: Mapping[str, RunSummary]) -> str:
@@ -95,8 +121,28 @@ def encoder_label(source: str, runs: Mapping[str, RunSummary]) -> str:
 # Keyed by byol_core's own cache path, which changes when the encoder's weights do; the set itself
 # (an underscore argument) is not hashed.
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _embedding(cache_path: str, root: str, source: str, ref: str | None, n: int) -> EmbeddingSet:
-    return compute_embeddings(RunStore(root), source, reference_run=ref, max_points=n)
+def _embedding(cache_path: str, root: str, source: str, ref: str | None, n: int, scope: str = "test") -> EmbeddingSet:
+    return compute_embeddings(RunStore(root), source, reference_run=ref, max_points=n, scope=scope)
+
+
+@st.cache_resource(show_spinner=False)
+def background_embedding() -> tuple[KeyedFutures, ProgressBoard]:
+    """The server's one embedding worker (one at a time: it shares 2 cores with training) and its progress."""
+    return KeyedFutures(max_workers=1, name="embed"), ProgressBoard()
+
+
+def _embed_in_background(cache_path: str, root: str, source: str, ref: str | None, n: int,
+                         scope: str) -> Future:
+    jobs, board = background_embedding()
+
+    def work() -> None:
+        # Writes byol_core's cache file and returns nothing: the page then loads the file once
+        # (``_embedding``), so the finished future holds no copy of a 100k-row set.
+        es = compute_embeddings(RunStore(root), source, reference_run=ref, max_points=n, scope=scope,
+                                progress=board.reporter(cache_path))
+        pca_2d(es.features, cache_dir=Path(root) / CACHE_DIRNAME)  # the first layout, ready when the page looks
+
+    return jobs.submit(cache_path, work)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -111,46 +157,57 @@ def _predicted(cache_path: str, root: str, ref: str | None, _es: EmbeddingSet) -
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _pca(cache_path: str, _es: EmbeddingSet) -> np.ndarray:
-    return pca_2d(_es.features)
+    # Big sets' layouts are cached on disk beside their embeddings (computed by the background job).
+    big = len(_es) > WAIT_MAX_POINTS
+    return pca_2d(_es.features, cache_dir=Path(cache_path).parent if big else None)
 
 
 def prepare(store: RunStore, projections: KeyedFutures, source: str, runs: Mapping[str, RunSummary], *,
-            reference: str | None, max_points: int, umap: bool, score: bool) -> EncoderPlot | None:
-    """Embed ``max_points`` test images with ``source``; None (and an error shown) when that fails.
+            reference: str | None, max_points: int, umap: bool, score: bool,
+            scope: str = "test") -> EncoderPlot | Pending | None:
+    """Embed ``max_points`` images (``scope``: "test" or "all") with ``source``; None (and an error shown) on failure.
 
     ``runs``: the encoders by run id; ``reference``: the run whose network and data a random init uses.
     ``umap``: start the UMAP layout in the background (``projections``); ``score``: kNN-score every row.
+    A set over :data:`WAIT_MAX_POINTS` not yet on disk is embedded in the background: a :class:`Pending` says how far.
     """
     label = encoder_label(source, runs)
     shown = markdown_text(label)  # a run's name is text a person wrote: no Markdown in it comes alive
     ref = reference if source == RANDOM_INIT else None
     with state.user_errors(f"{shown}: "):
-        path = str(embedding_cache_path(store, source, reference_run=ref, max_points=max_points))
-        with st.spinner(f"Embedding test images with {shown}…"):
-            es = _embedding(path, str(store.root), source, ref, max_points)
+        path = str(embedding_cache_path(store, source, reference_run=ref, max_points=max_points, scope=scope))
+        if max_points > WAIT_MAX_POINTS and not Path(path).is_file():
+            job = _embed_in_background(path, str(store.root), source, ref, max_points, scope)
+            if not job.done() or job.exception() is not None:
+                done, total = background_embedding()[1].get(path) or (0, max_points)
+                error = job.exception() if job.done() else None
+                return Pending(label, path, done, total, None if error is None else f"{type(error).__name__}: {error}")
+        with st.spinner(f"Embedding images with {shown}…"):
+            es = _embedding(path, str(store.root), source, ref, max_points, scope)
         cfg = reference_config(store, reference) if source == RANDOM_INIT else runs[source].config
         layout = None
         if umap and len(es) >= UMAP_MIN_POINTS:
             layout = projections.submit(f"{Path(path).name}|umap", umap_2d, es.features,
                                         cache_dir=store.root / CACHE_DIRNAME)
         short = "random init" if source == RANDOM_INIT else (runs[source].method if source in runs else source)
-        right = _right(store, label, path, ref, es) if score else None
+        predicted = _predictions(store, label, path, ref, es) if score else None
         return EncoderPlot(source=source, label=label, short=short, es=es, cache_path=path, data=cfg.data,
-                           umap=layout, right=right)
+                           umap=layout, right=None if predicted is None else predicted == es.labels,
+                           predicted=predicted, summary=runs.get(source))
     return None
 
 
-def _right(store: RunStore, label: str, path: str, ref: str | None, es: EmbeddingSet) -> np.ndarray | None:
-    """Whether each row's kNN prediction is its class; None (and an error shown) when it cannot be scored."""
+def _predictions(store: RunStore, label: str, path: str, ref: str | None, es: EmbeddingSet) -> np.ndarray | None:
+    """Each row's kNN-predicted class; None (and an error shown) when it cannot be scored."""
     shown = markdown_text(label)
     with (state.user_errors(f"{shown}: cannot colour by correct / incorrect: "),
-          st.spinner(f"kNN-scoring the test images under {shown} (embeds the labelled training images once)…")):
-        return _predicted(path, str(store.root), ref, es) == es.labels
+          st.spinner(f"kNN-scoring the images under {shown} (embeds the labelled training images once)…")):
+        return _predicted(path, str(store.root), ref, es)
     return None
 
 
-def umap_running(plots: Sequence[EncoderPlot]) -> bool:
-    return any(p.umap is not None and not p.umap.done() for p in plots)
+def umap_running(plots: Sequence[EncoderPlot | Pending]) -> bool:
+    return any(isinstance(p, EncoderPlot) and p.umap is not None and not p.umap.done() for p in plots)
 
 
 def short_names(plots: Sequence[EncoderPlot]) -> list[str]:
@@ -161,10 +218,14 @@ def short_names(plots: Sequence[EncoderPlot]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- clicks and selections
-def _picked(key: str, data_key: str) -> None:
-    """A click (one point) opens the neighbour view; a box or lasso (several) the selection view."""
-    selection.record(st.session_state, selection.rows_from_event(st.session_state.get(key)), data_key,
-                     pick_key=PICK_KEY, selection_key=SELECTION_KEY)
+def _picked(key: str, data_key: str, xy: np.ndarray | None = None, shown: np.ndarray | None = None) -> None:
+    """A click (one point) opens the neighbour view; a box or lasso (several) the selection view.
+
+    With ``xy`` (a plot that draws a sample of its points) a box or lasso selects every point inside it
+    among ``shown`` (the filtered rows; None: all), not only the drawn ones."""
+    event = st.session_state.get(key)
+    rows = selection.rows_from_event(event) if xy is None else selection.rows_in_region(event, xy, shown)
+    selection.record(st.session_state, rows, data_key, pick_key=PICK_KEY, selection_key=SELECTION_KEY)
 
 
 def _clear() -> None:
@@ -184,7 +245,7 @@ def selected_in(plots: Sequence[EncoderPlot]) -> list[tuple[EncoderPlot, list[in
 
 
 # ---------------------------------------------------------------------------- one encoder's column
-def _layout(plot: EncoderPlot) -> tuple[np.ndarray, str]:
+def layout_of(plot: EncoderPlot) -> tuple[np.ndarray, str]:
     """The 2-D points: UMAP's when it is done, else PCA's, with a note saying why PCA shows ("" when none)."""
     if plot.umap is not None:
         if not plot.umap.done():
@@ -198,25 +259,27 @@ def _layout(plot: EncoderPlot) -> tuple[np.ndarray, str]:
 
 
 def _metrics(plot: EncoderPlot) -> None:
+    """The encoder's one accuracy (its run's headline), then the two separation scores of the shown images."""
     scores = _scores(plot.cache_path, plot.es)
-    m1, m2 = st.columns(2)
-    knn, sil = scores.get("knn_accuracy"), scores.get("silhouette")
-    m1.metric("Leave-one-out kNN among these test images",
-              "–" if knn is None or math.isnan(knn) else f"{100 * knn:.1f}%",
-              help="Share of the embedded test images whose 20 nearest neighbours among the others (cosine) vote for "
-                   "their own class. Not the run's kNN accuracy in the encoder list, which classifies the whole test "
-                   "set from the labelled training images.")
-    m2.metric("Silhouette", "–" if sil is None or math.isnan(sil) else f"{sil:.3f}",
+    m1, m2, m3 = st.columns(3)
+    value, about = words.accuracy(plot.summary)
+    m1.metric(words.ACCURACY_LABEL, value, help=about)
+    value, about = words.separation(scores.get("knn_accuracy"))
+    m2.metric(words.SEPARATION_LABEL, value, help=about)
+    sil = scores.get("silhouette")
+    m3.metric("Silhouette", "–" if sil is None or math.isnan(sil) else f"{sil:.3f}",
               help="From -1 to 1: how much closer points are to their own class than to the next one.")
+    st.caption(f"{words.SEPARATION_LABEL}: {words.SEPARATION_WORDS}.")
 
 
-def show_column(plot: EncoderPlot, side: str, *, layout: str, dragmode: str) -> None:
+def show_column(plot: EncoderPlot, side: str, *, layout: str, dragmode: str, shown: np.ndarray | None = None) -> None:
     """An encoder's scores, its scatter plot (``layout``: the chosen "UMAP" or "PCA"; ``dragmode``: plotly's
-    for the mouse mode), and under it the selection's placement or the clicked image's neighbours."""
+    for the mouse mode; ``shown``: the rows that pass the filters, None for all), and under it the selection's
+    placement or the clicked image's neighbours."""
     es = plot.es
     st.markdown(f"**{markdown_text(plot.label)}**")
     _metrics(plot)
-    xy, note = _layout(plot)
+    xy, note = layout_of(plot)
     pick = st.session_state.get(PICK_KEY)
     selected = pick[1] if pick and pick[0] == plot.data_key and 0 <= pick[1] < len(es) else None
     chosen = selection.applies(st.session_state.get(SELECTION_KEY), plot.data_key, len(es))
@@ -224,18 +287,26 @@ def show_column(plot: EncoderPlot, side: str, *, layout: str, dragmode: str) -> 
     others = selection.other_class(es.labels, selected, neighbours) if neighbours is not None else None
     generation = st.session_state.get(PLOT_GEN_KEY, 0)
     key = f"emb.plot.{side}" + (f".{generation}" if generation else "")
-    fig = charts.embedding_scatter(
-        xy, es.labels, es.classes, selected=selected, highlight=chosen, marked=others, dragmode=dragmode,
-        colour_by=None if plot.right is None else np.where(plot.right, "correct", "incorrect"),
+    fig = explorer_chart.filtered_scatter(
+        xy, es.labels, es.classes, shown, selected=selected, highlight=chosen, marked=others, dragmode=dragmode,
+        colour_by=None if plot.right is None else np.where(es.labels < 0, "unlabelled",
+                                                           np.where(plot.right, "correct", "incorrect")),
         colours=CORRECT_COLOURS)
-    st.plotly_chart(fig, key=key, on_select=lambda: _picked(key, plot.data_key),
+    sampled = len(explorer_chart.drawn_rows(len(es), shown)) < (len(es) if shown is None else len(shown))
+    region = (xy, shown) if sampled else (None, None)
+    st.plotly_chart(fig, key=key, on_select=lambda: _picked(key, plot.data_key, *region),
                     selection_mode=("points", "box", "lasso"), config={"displayModeBar": False, "scrollZoom": True})
-    caption = (f"{len(es)} test images · {'UMAP' if note == '' and layout == 'UMAP' else 'PCA'}"
-               f" of {es.features.shape[1]}-d features. {note}")
+    kind = "test images" if es.parts is None else "images"
+    count = f"{len(es)} {kind}" if shown is None else f"{len(shown)} of {len(es)} {kind} pass the filters"
+    drawn = "UMAP" if note == "" and layout == "UMAP" else "PCA"
+    caption = f"{count} · {drawn} of {es.features.shape[1]}-d features. {note}"
+    if sampled:
+        caption += (f" Drawing a random {explorer_chart.DRAW_MAX:,} of them to keep the page quick; a lasso or box "
+                    "selects every point inside it, and the filters and exports use all.")
     if plot.right is not None:
-        hits, misses = selection.correct_counts(plot.right)
-        caption += (f" kNN from the labelled training images gets {100 * hits / max(len(plot.right), 1):.1f}% of "
-                    f"them right ({hits} correct, {misses} incorrect).")
+        labelled = np.flatnonzero(es.labels >= 0) if shown is None else shown[es.labels[shown] >= 0]
+        hits, misses = selection.correct_counts(plot.right, labelled)
+        caption += " " + words.knn_caption(hits, misses, scored_rows=kind if shown is None else "filtered " + kind)
     st.caption(caption)
     if chosen is not None and len(chosen) > 1:
         share, chance = neighbour_share(es.features, chosen, k=SHARE_K)
@@ -286,9 +357,9 @@ def show_selection(chosen: Sequence[tuple[EncoderPlot, list[int]]]) -> None:
         st.dataframe(selection.class_mix(es.labels, es.classes, rows, right), hide_index=True,
                      column_config={"share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
                                                                              max_value=1)})
+        labelled = [r for r in rows if es.labels[r] >= 0]
         for name, ok in right.items():
-            hits, misses = selection.correct_counts(ok, rows)
-            st.caption(f"kNN under {name}: {hits} correct, {misses} incorrect ({100 * hits / len(rows):.0f}% right).")
+            st.caption(words.selection_knn_caption(name, *selection.correct_counts(ok, labelled)))
     with grid_col:
         # Rows are a seeded random order of the test set, so the first GRID_MAX are a fair sample.
         shown = rows[:GRID_MAX]
@@ -311,14 +382,19 @@ def show_selection(chosen: Sequence[tuple[EncoderPlot, list[int]]]) -> None:
 
 
 # ---------------------------------------------------------------------------- the plots together
-def show_plots(plots: Sequence[EncoderPlot], *, layout: str, dragmode: str, polling: bool) -> None:
-    """The plots side by side, then the selection they share; ``polling``: the page reruns this until UMAP is done."""
+def show_plots(plots: Sequence[EncoderPlot], *, layout: str, dragmode: str, polling: bool,
+               shown: np.ndarray | None = None) -> None:
+    """The plots side by side, then the selection they share; ``polling``: the page reruns this until UMAP is done.
+
+    ``shown``: the rows that pass the explorer's filters (None: all), the same rows in every plot."""
     if not plots:
         return
     cols = st.columns(len(plots), gap="large")
     for col, plot, side in zip(cols, plots, ("a", "b"), strict=False):
         with col, state.user_errors():
-            show_column(plot, side, layout=layout, dragmode=dragmode)
+            # The filters' rows are rows of the first plot's images; a plot of other images shows all of its own.
+            same = plot.data_key == plots[0].data_key
+            show_column(plot, side, layout=layout, dragmode=dragmode, shown=shown if same else None)
     if chosen := selected_in(plots):
         with state.user_errors():
             show_selection(chosen)

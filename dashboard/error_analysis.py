@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from byol_core.analysis.embeddings import cell_rows
 from byol_core.analysis.error_analysis import Predictions, knn_predictions, stored_predictions
 from byol_core.data import load_data
 from byol_core.lab.run_store import RunStore
@@ -16,6 +17,7 @@ from byol_core.lab.summary import RunSummary
 from dashboard import images, state
 
 GALLERY = 24
+CELL_GALLERY = 48
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -50,7 +52,29 @@ def show(store: RunStore, summary: RunSummary) -> None:
         st.plotly_chart(confusion_figure(pred), key=f"confusion.{summary.id}", config={"displayModeBar": False})
         if len(wrong):
             test_images = load_data(summary.config.data).test.images
+            cell_images(pred, test_images, key=f"confusion.cell.{summary.id}")
             st.markdown("**Misclassified test images** (the most frequent confusions first)")
             thumbs = images.thumbnails(test_images[torch.as_tensor(wrong, dtype=torch.long)], size=72)
             captions = [f"{pred.classes[pred.labels[i]]} → {pred.classes[pred.predicted[i]]}" for i in wrong]
             st.image(thumbs, caption=captions, width=72)
+
+
+def cell_images(pred: Predictions, test_images: torch.Tensor, *, key: str) -> None:
+    """Pick a confusion-matrix cell (true → predicted, most frequent first) and see its test images."""
+    matrix = pred.confusion()
+    cells = sorted(((int(matrix[t, p]), t, p) for t in range(len(pred.classes)) for p in range(len(pred.classes))
+                    if t != p and matrix[t, p]), reverse=True)
+    options = {f"true {pred.classes[t]} → predicted {pred.classes[p]} · {n} image{'' if n == 1 else 's'}": (t, p)
+               for n, t, p in cells}
+    choice = st.selectbox("Images of a cell of the matrix", [None, *options], key=key,
+                          format_func=lambda o: "— pick a cell —" if o is None else o)
+    if choice is None:
+        return
+    t, p = options[choice]
+    rows = cell_rows(pred.labels, pred.predicted, t, p)
+    shown = rows[:CELL_GALLERY]
+    st.image(images.thumbnails(test_images[torch.as_tensor(shown, dtype=torch.long)], size=72),
+             caption=[f"test #{i}" for i in shown], width=72)
+    if len(rows) > len(shown):
+        st.caption(f"Showing {len(shown)} of {len(rows)}; the Embeddings page filters to all of them "
+                   "(Filter the points: true class and predicted class).")

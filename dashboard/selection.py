@@ -102,3 +102,42 @@ def correct_counts(right: np.ndarray, rows: Sequence[int] | None = None) -> tupl
         values = values[np.asarray(rows, dtype=np.int64)]
     hits = int(values.sum())
     return hits, len(values) - hits
+
+
+def _inside_polygon(xy: np.ndarray, xs: Sequence[float], ys: Sequence[float]) -> np.ndarray:
+    """A bool per point: inside the closed polygon (even-odd rule, by ray casting along +x)."""
+    px, py = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+    inside = np.zeros(len(xy), dtype=bool)
+    for i in range(len(px)):
+        x1, y1, x2, y2 = px[i - 1], py[i - 1], px[i], py[i]
+        if y1 == y2:
+            continue  # a horizontal edge never crosses the ray
+        crosses = (y1 > y) != (y2 > y)
+        at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (x < at)
+    return inside
+
+
+def rows_in_region(event: Mapping[str, Any] | None, xy: np.ndarray, candidates: np.ndarray | None = None) -> list[int]:
+    """Every row whose 2-D point lies in the event's box or lasso, ascending; a click's rows when it has neither.
+
+    A plot that draws a sample of many points sends only the drawn points it selected; the region itself
+    selects all of them. ``candidates``: the rows that may be chosen (those passing the filters; None: all).
+    """
+    chosen = (event or {}).get("selection") or {}
+    regions = [("box", r) for r in chosen.get("box") or []] + [("lasso", r) for r in chosen.get("lasso") or []]
+    if not regions:
+        return rows_from_event(event)
+    points = np.asarray(xy, dtype=np.float64)
+    pool = np.arange(len(points)) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    hit = np.zeros(len(pool), dtype=bool)
+    for kind, region in regions:
+        xs, ys = region.get("x") or [], region.get("y") or []
+        if kind == "box" and len(xs) >= 2 and len(ys) >= 2:
+            (x0, x1), (y0, y1) = sorted(xs[:2]), sorted(ys[:2])
+            sub = points[pool]
+            hit |= (sub[:, 0] >= x0) & (sub[:, 0] <= x1) & (sub[:, 1] >= y0) & (sub[:, 1] <= y1)
+        elif kind == "lasso" and len(xs) >= 3 and len(xs) == len(ys):
+            hit |= _inside_polygon(points[pool], xs, ys)
+    return sorted(int(r) for r in pool[hit])

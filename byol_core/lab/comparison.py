@@ -44,8 +44,8 @@ SECONDARY = ((FINETUNE.method, SCRATCH.method), (BYOL.method, SCRATCH.method), (
              (BYOL.method, PIXEL_KNN), (LINEAR.method, PIXEL_LOGISTIC))
 # Fields that name a run, say how it ran or where its files live, or only steer checks on validation: none of
 # them changes a test number (the kNN check on validation draws no random numbers; embeddings are taken in eval
-# mode, whatever the batch).
-_NOT_COMPARED = ("name", "seed", "runtime", "data.root", "data.download", "eval.batch_size",
+# mode, whatever the batch; a folder count cap refuses a folder, it never samples one).
+NOT_COMPARED = ("name", "seed", "runtime", "data.root", "data.download", "data.max_folder_images", "eval.batch_size",
                  "byol.knn_every_epochs", *DERIVED_FIELDS)
 # A sweep names its runs "<config>-s<seed>" and "<config>-s<seed>-f<fraction>": the config's name is the first part.
 _STUDY_SUFFIX = re.compile(r"-s\d+(-f[0-9.e+-]+)?$")
@@ -56,7 +56,7 @@ CorrectLoader = Callable[[RunSummary], "np.ndarray | None"]
 def comparison_settings(cfg: ExperimentConfig) -> dict:
     """The config as plain data without the fields that only name, seed or run it (dotted paths dropped)."""
     data = to_dict(cfg)
-    for path in _NOT_COMPARED:
+    for path in NOT_COMPARED:
         *parents, leaf = path.split(".")
         node = data
         for part in parents:
@@ -72,7 +72,7 @@ def comparison_key(cfg: ExperimentConfig) -> str:
 
 
 def _compared(path: str) -> bool:
-    return not any(path == p or path.startswith(p + ".") for p in _NOT_COMPARED)
+    return not any(path == p or path.startswith(p + ".") for p in NOT_COMPARED)
 
 
 def order_methods(methods: Iterable[str]) -> list[str]:

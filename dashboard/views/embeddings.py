@@ -4,15 +4,21 @@ A good encoder puts images of one class together even though BYOL never saw a la
 encoders (a run's, or a random init of the same network); PCA shows at once, UMAP follows from a
 background thread. Click a point to see its image and its nearest neighbours under each encoder; drag a
 lasso (or a box) around several to see their images, their classes, and how each encoder places them.
+Up to the whole collection can be embedded (in the background, with progress, cached on disk); filters,
+saved selections, the confusion matrix, "images like this one" and exports are the explorer's tools
+(``dashboard/explorer_panels.py``). One accuracy per encoder: its run's headline (``embedding_words``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
-from byol_core.analysis.embeddings import RANDOM_INIT
+from byol_core.analysis.embeddings import RANDOM_INIT, collection_size
 from byol_core.lab.summary import list_summaries
+from byol_core.text import markdown_text
 from dashboard import embedding_panels as panels
+from dashboard import explorer_panels as explorer
 from dashboard import state
 
 NONE = "— none —"
@@ -20,6 +26,7 @@ BY_CLASS, BY_CORRECT = "true class", "correct / incorrect"
 # Plotly dragmode per mouse mode. Streamlit turns plotly's click-to-select off while the dragmode is
 # lasso or box (a click then clears the selection), so clicking one point needs a mode of its own.
 MOUSE_MODES = {"click a point": "pan", "lasso a group": "lasso"}
+SCOPES = {"test images": "test", "whole collection": "all"}
 
 manager = state.get_manager()
 store = manager.store
@@ -50,12 +57,23 @@ options_b = [NONE, *[o for o in options if o != source_a]]
 source_b = c2.selectbox("Side by side with", options_b, format_func=label, key="emb.b",
                         index=options_b.index(RANDOM_INIT) if RANDOM_INIT in options_b else 0)
 first_run = next((by_id[s] for s in (source_a, source_b) if s in by_id), encoders[0] if encoders else None)
-n_test = first_run.results.get("test_images") if first_run is not None else None
-top = int(min(10_000, n_test)) if isinstance(n_test, int) and n_test >= 50 else 10_000  # never more than there are
-max_points = c3.slider("Test images", min_value=min(50, top), max_value=top, value=min(1000, top), step=1 if top < 500
-                       else 50, key=f"emb.n.{top}", help="How many test images to embed (the same images for both "
-                                                          "encoders)." + (f" The test set has {n_test}." if n_test
-                                                                          else ""))
+scope = SCOPES[c3.radio("Images", list(SCOPES), horizontal=True, key="emb.scope",
+                        help="The test images (scored by the runs), or every image of the data set: train, "
+                             "validation, test and the extra unlabelled ones. Over 10,000 images are embedded in "
+                             "the background, once per encoder (cached on disk).")]
+n_test = None
+if scope == "all" and first_run is not None and first_run.config is not None:
+    with state.user_errors("Cannot count the collection: "):
+        n_test = collection_size(state.load_splits(first_run.config.data), "all")
+else:
+    n_test = first_run.results.get("test_images") if first_run is not None else None
+cap = 10_000 if scope == "test" and not isinstance(n_test, int) else None  # unknown size: the old default cap
+top = int(n_test) if isinstance(n_test, int) and n_test >= 50 else (cap or 10_000)  # never more than there are
+what = "test images" if scope == "test" else "images of the collection"
+max_points = c3.slider(what[0].upper() + what[1:], min_value=min(50, top), max_value=top, value=min(1000, top),
+                       step=1 if top < 500 else 50, key=f"emb.n.{scope}.{top}",
+                       help=f"How many {what} to embed (the same images for both encoders)."
+                            + (f" There are {n_test:,}." if isinstance(n_test, int) else ""))
 l1, l2, l3 = st.columns(3)
 layout_choice = l1.radio("Layout", ["UMAP", "PCA"], horizontal=True, key="emb.layout",
                          help="PCA is instant and linear; UMAP (computed in the background) keeps neighbourhoods "
@@ -79,14 +97,34 @@ if RANDOM_INIT in sources:
                "The random init uses the byol-paper preset's network (ResNet18) on digits.")
 
 prepared = [p for p in (panels.prepare(store, projections, s, by_id, reference=reference, max_points=int(max_points),
-                                       umap=layout_choice == "UMAP", score=colour_choice == BY_CORRECT)
+                                       umap=layout_choice == "UMAP", score=colour_choice == BY_CORRECT, scope=scope)
                         for s in sources) if p is not None]
-polling = panels.umap_running(prepared)  # the plots redraw each second until every UMAP layout is done
+pending = [p for p in prepared if isinstance(p, panels.Pending)]
+ready = [p for p in prepared if isinstance(p, panels.EncoderPlot)]
+polling = panels.umap_running(ready)  # the plots redraw each second until every UMAP layout is done
+
+
+@st.fragment(run_every=1.0 if any(p.error is None for p in pending) else None)
+def progress(pending: list[panels.Pending]) -> None:
+    explorer.show_pending(pending)
+
+
+progress(pending)
+filters = explorer.filter_controls(ready[0].es.classes, predictions=ready[0].predicted is not None) if ready else None
+with state.user_errors("Filter: "):
+    shown = explorer.shown_rows(ready[0], filters) if ready and filters is not None else None
 
 
 @st.fragment(run_every=1.0 if polling else None)
-def plots(shown: list[panels.EncoderPlot], layout: str, dragmode: str, polling: bool) -> None:
-    panels.show_plots(shown, layout=layout, dragmode=dragmode, polling=polling)
+def plots(chosen: list[panels.EncoderPlot], layout: str, dragmode: str, polling: bool,
+          shown: np.ndarray | None) -> None:
+    panels.show_plots(chosen, layout=layout, dragmode=dragmode, polling=polling, shown=shown)
 
 
-plots(prepared, layout_choice, MOUSE_MODES.get(mouse_choice, "pan"), polling)
+plots(ready, layout_choice, MOUSE_MODES.get(mouse_choice, "pan"), polling, shown)
+if ready:
+    st.subheader("Explore")
+    st.caption(f"Tools for {markdown_text(panels.encoder_label(ready[0].source, by_id))}'s "
+               f"{'test images' if scope == 'test' else 'collection'}; filters and saved selections apply to both "
+               "plots (prediction filters use this encoder's kNN predictions).")
+    explorer.tools(store, ready[0], shown, reference)

@@ -33,6 +33,11 @@ class KeyedFutures:
                 future = self._futures[key] = self._pool.submit(fn, *args, **kwargs)
             return future
 
+    def get(self, key: str) -> Future | None:
+        """The future of ``key`` when one was submitted (and not forgotten), else None."""
+        with self._lock:
+            return self._futures.get(key)
+
     def forget(self, key: str) -> None:
         """Drop ``key`` (e.g. to retry a failure); work not yet started is cancelled, running work ends unobserved."""
         with self._lock:
@@ -44,3 +49,26 @@ class KeyedFutures:
         """Cancel what has not started; running work finishes in the background."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+
+
+class ProgressBoard:
+    """How far each key's background work has got, ``(done, total)``; thread-safe.
+
+    The work reports with the callable from :meth:`reporter`; the page reads :meth:`get` on each rerun.
+    """
+
+    def __init__(self) -> None:
+        self._progress: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def reporter(self, key: str) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callable that records under ``key``."""
+        def report(done: int, total: int) -> None:
+            with self._lock:
+                self._progress[key] = (int(done), int(total))
+        return report
+
+    def get(self, key: str) -> tuple[int, int] | None:
+        """``(done, total)`` last reported under ``key``, or None before the first report."""
+        with self._lock:
+            return self._progress.get(key)

@@ -55,7 +55,7 @@ def set_predictions(store: RunStore, es: EmbeddingSet, *, reference_run: str | N
     was scored. Cached in ``<runs>/_cache/predictions-<sha1>.npz`` (keyed by the encoder's weights, the
     data, the rows and the kNN settings). Raises ValueError when the data set has no class labels.
     """
-    set_key, cfg = cache_key(store, es.source, reference_run, len(es))
+    set_key, cfg = cache_key(store, es.source, reference_run, len(es), "test" if es.parts is None else "all")
     rows_digest = hashlib.sha1(np.ascontiguousarray(es.indices, dtype=np.int64).tobytes()).hexdigest()
     key = content_key({"version": CACHE_VERSION, "set": set_key, "rows": rows_digest, "k": cfg.eval.knn_k,
                        "temperature": cfg.eval.knn_temperature, "bank": "labelled_train"})

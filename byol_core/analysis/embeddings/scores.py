@@ -11,6 +11,10 @@ from ...methods.evaluation import knn_predict
 KNN_TEMPERATURE = 0.07  # as evaluation.knn_predict's default (Wu et al. 2018)
 SILHOUETTE_MAX_POINTS = 2000
 SILHOUETTE_SEED = 0  # the subsample of a large set is the same on every call
+# Leave-one-out kNN costs N^2: above this many points it is scored on a seeded subsample (its own bank),
+# 10k points as before the explorer took 100k.
+SEPARATION_MAX_POINTS = 10_000
+SHARE_MAX_QUERIES = 2_000  # neighbour_share of a bigger group looks at this many of its points (seeded)
 
 
 def _as_matrix(features: np.ndarray) -> torch.Tensor:
@@ -21,11 +25,13 @@ def _as_matrix(features: np.ndarray) -> torch.Tensor:
 
 
 def separation_scores(features: np.ndarray, labels: np.ndarray, k: int = 20,
-                      temperature: float = KNN_TEMPERATURE) -> dict[str, float]:
+                      temperature: float = KNN_TEMPERATURE,
+                      max_points: int = SEPARATION_MAX_POINTS) -> dict[str, float]:
     """How well the classes separate: leave-one-out kNN accuracy and the cosine silhouette.
 
     Points labelled -1 are ignored. A score that cannot be computed (fewer than two labelled
-    classes, or too few points) is NaN. The silhouette uses at most 2000 points (seeded subsample).
+    classes, or too few points) is NaN. The silhouette uses at most 2000 points (seeded subsample);
+    the leave-one-out kNN at most ``max_points`` labelled points (a seeded subsample, among themselves).
     """
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
@@ -37,6 +43,9 @@ def separation_scores(features: np.ndarray, labels: np.ndarray, k: int = 20,
     n_classes = len(np.unique(labels))
     if len(labels) < 2 or n_classes < 2:
         return scores
+    if len(labels) > max_points:
+        pick = np.sort(np.random.default_rng(SILHOUETTE_SEED).choice(len(labels), max_points, replace=False))
+        features, labels = features[pick], labels[pick]
     x, y = _as_matrix(features), torch.as_tensor(labels)
     predicted = knn_predict(x, y, x, k, temperature, exclude_self=True)
     scores["knn_accuracy"] = int((predicted == y).sum()) / len(y)
@@ -67,7 +76,7 @@ def nearest_neighbours(features: np.ndarray, index: int, k: int = 8) -> np.ndarr
 
 
 def neighbour_share(features: np.ndarray, rows: np.ndarray | list[int], k: int = 10,
-                    chunk: int = 1024) -> tuple[float, float]:
+                    chunk: int = 1024, max_queries: int = SHARE_MAX_QUERIES) -> tuple[float, float]:
     """How tightly a group of points sits together: (share, chance).
 
     ``share``: of each chosen point's ``k`` nearest neighbours among all points (cosine, itself
@@ -88,10 +97,12 @@ def neighbour_share(features: np.ndarray, rows: np.ndarray | list[int], k: int =
     k = min(k, n - 1)
     inside = torch.zeros(n, dtype=torch.bool)
     inside[torch.from_numpy(chosen)] = True
+    queries = chosen if m <= max_queries else \
+        np.sort(np.random.default_rng(SILHOUETTE_SEED).choice(chosen, max_queries, replace=False))
     hits = 0
-    for start in range(0, m, chunk):
-        part = torch.from_numpy(chosen[start:start + chunk])
+    for start in range(0, len(queries), chunk):
+        part = torch.from_numpy(queries[start:start + chunk])
         sims = x[part] @ x.T
         sims[torch.arange(len(part)), part] = -float("inf")  # a point is not its own neighbour
         hits += int(inside[sims.topk(k, dim=1).indices].sum())
-    return hits / (m * k), (m - 1) / (n - 1)
+    return hits / (len(queries) * k), (m - 1) / (n - 1)
