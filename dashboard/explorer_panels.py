@@ -63,8 +63,9 @@ def filter_controls(classes: Sequence[str], *, predictions: bool) -> Filters:
                                help=None if predictions else "Colour by correct / incorrect to compute predictions.")
         right = c3.selectbox("Correct?", CORRECTNESS, key=F_CORRECT, disabled=not predictions,
                              help="kNN on these embeddings, the first encoder's (the labelled training images vote).")
-        name = c4.text_input("Name contains", key=F_NAME, placeholder="e.g. test #12, unlabeled",
-                             help="Image names are '<part> #<index>': the split and the image's position in it.")
+        name = c4.text_input("Name contains", key=F_NAME, placeholder="e.g. cat/, IMG_0042, test #12",
+                             help="Image names are the file's path in its folder (image folders, uploads), else "
+                                  "'<part> #<index>': the split and the image's position in it.")
     if not predictions:
         guess, right = [], "all"
     return Filters(classes=tuple(true), predicted=tuple(guess), correctness=right, name=name)

@@ -12,6 +12,7 @@ Anything else a tensor offers (``torch.cat``, ``.float()``, ``.to(device)``) wor
 read into memory, so rarely used paths stay correct; the training and evaluation paths never do it.
 Under torchrun a :meth:`DiskImages.sharded` view reads only this rank's rows of each global batch
 (the others stay zero: they are augmented, then dropped by the rank's ``keep`` slice).
+``names`` (optional) holds each row's file path inside its folder; subsets and joins carry them along.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ READ_CHUNK_BYTES = 64 * 2**20  # the most one preadv call reads when whole runs 
 
 
 class DiskImages:
-    """Rows ``rows`` of the raw uint8 file ``path`` whose rows are ``row_shape`` (C, H, W), C-ordered."""
+    """Rows ``rows`` of the raw uint8 file ``path`` whose rows are ``row_shape`` (C, H, W), C-ordered.
+
+    ``names``: each row's file path inside its folder (e.g. "cat/IMG_0042.jpg"), one per entry of ``rows``;
+    None when unknown. An object array of the strings: subsets copy pointers, never the text.
+    """
 
     disk_backed = True  # what code that would copy a whole set (pinning, moving to a GPU) checks
     dtype = torch.uint8
@@ -40,11 +45,16 @@ class DiskImages:
     is_cuda = False
 
     def __init__(self, path: str | Path, row_shape: Sequence[int], rows: np.ndarray | Sequence[int], *,
-                 shard_batches: bool = False) -> None:
+                 shard_batches: bool = False, names: np.ndarray | Sequence[str] | None = None) -> None:
         self.path = str(path)
         self.row_shape = tuple(int(s) for s in row_shape)
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self.rows.setflags(write=False)
+        self.names = None if names is None else np.asarray(names, dtype=object).reshape(-1)
+        if self.names is not None:
+            if len(self.names) != len(self.rows):
+                raise ValueError(f"{len(self.names)} names for {len(self.rows)} rows")
+            self.names.setflags(write=False)
         self.shard_batches = shard_batches
         self.row_bytes = int(np.prod(self.row_shape))
         self.rows_read = 0  # how many rows this object has read: the sharding tests count them
@@ -82,20 +92,26 @@ class DiskImages:
         return f"DiskImages({self.path!r}, {tuple(self.shape)}{', sharded' if self.shard_batches else ''})"
 
     # ------------------------------------------------------------------ subsets, without reading
+    def file_names(self) -> np.ndarray | None:
+        """Each row's file path inside its folder (an object array of str), or None when they are unknown."""
+        return self.names
+
     def take(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> DiskImages:
         """The lazy subset at ``index`` (positions or a mask): nothing is read."""
-        return DiskImages(self.path, self.row_shape, self.rows[self._positions(index)],
-                          shard_batches=self.shard_batches)
+        positions = self._positions(index)
+        return DiskImages(self.path, self.row_shape, self.rows[positions], shard_batches=self.shard_batches,
+                          names=None if self.names is None else self.names[positions])
 
     def sharded(self) -> DiskImages:
         """A view whose index-tensor reads (training batches) read only this rank's shard under torchrun."""
-        return DiskImages(self.path, self.row_shape, self.rows, shard_batches=True)
+        return DiskImages(self.path, self.row_shape, self.rows, shard_batches=True, names=self.names)
 
     def concat(self, other: DiskImages) -> DiskImages:
         if (other.path, other.row_shape) != (self.path, self.row_shape):
             raise ValueError("only rows of the same cache file can be joined without reading them")
+        names = None if self.names is None or other.names is None else np.concatenate([self.names, other.names])
         return DiskImages(self.path, self.row_shape, np.concatenate([self.rows, other.rows]),
-                          shard_batches=self.shard_batches)
+                          shard_batches=self.shard_batches, names=names)
 
     # ------------------------------------------------------------------ reads
     def __getitem__(self, key: Any) -> torch.Tensor:
@@ -189,7 +205,7 @@ class DiskImages:
 
     # ------------------------------------------------------------------ pickling: the file is opened again
     def __reduce__(self) -> tuple:
-        return (_rebuild, (self.path, self.row_shape, self.rows, self.shard_batches))
+        return (_rebuild, (self.path, self.row_shape, self.rows, self.shard_batches, self.names))
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -199,8 +215,9 @@ class DiskImages:
                 pass
 
 
-def _rebuild(path: str, row_shape: tuple, rows: np.ndarray, shard_batches: bool) -> DiskImages:
-    return DiskImages(path, row_shape, rows, shard_batches=shard_batches)
+def _rebuild(path: str, row_shape: tuple, rows: np.ndarray, shard_batches: bool,
+             names: np.ndarray | None = None) -> DiskImages:
+    return DiskImages(path, row_shape, rows, shard_batches=shard_batches, names=names)
 
 
 def _materialized(value: Any) -> Any:

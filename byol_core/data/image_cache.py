@@ -277,7 +277,7 @@ class ImageCache:
         return new, entries
 
     def _result(self, files: Sequence[FolderFile], entries: dict[str, dict], images_path: Path) -> CachedFolder:
-        rows, labels, skipped = [], [], []
+        rows, labels, names, skipped = [], [], [], []
         for f in files:
             entry = entries.get(f.relative)
             if not self._current(entry, f):
@@ -285,10 +285,11 @@ class ImageCache:
             if "row" in entry:
                 rows.append(entry["row"])
                 labels.append(f.label)
+                names.append(f.relative)
             else:
                 skipped.append(str(entry.get("skipped", f"{f.path}: skipped")))
-        return CachedFolder(DiskImages(images_path, self.row_shape, rows), np.asarray(labels, dtype=np.int64),
-                            skipped)
+        return CachedFolder(DiskImages(images_path, self.row_shape, rows, names=np.array(names, dtype=object)),
+                            np.asarray(labels, dtype=np.int64), skipped)
 
 
 class _Writer:

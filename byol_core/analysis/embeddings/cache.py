@@ -39,6 +39,24 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
+def pack_strings(strings: np.ndarray | list[str]) -> np.ndarray:
+    """Strings as one uint8 array (UTF-8, NUL-separated: no file path holds a NUL) for an .npz: a fraction of
+    NumPy's fixed-width unicode at 200k paths, and read back without pickle."""
+    return np.frombuffer("\0".join(str(s) for s in strings).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+def unpack_strings(packed: np.ndarray, count: int) -> np.ndarray | None:
+    """What :func:`pack_strings` packed, as an object array of str; None when it does not hold ``count`` strings
+    (a damaged file: the caller falls back as if they were missing)."""
+    if count == 0:
+        return np.empty(0, dtype=object)
+    try:
+        strings = np.asarray(packed, dtype=np.uint8).tobytes().decode("utf-8", "surrogatepass").split("\0")
+    except UnicodeDecodeError:
+        return None
+    return np.array(strings, dtype=object) if len(strings) == count else None
+
+
 _FILE_LOCKS: dict[str, threading.Lock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
 

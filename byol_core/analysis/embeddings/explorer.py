@@ -1,8 +1,9 @@
 """The explorer over an embedding set: filters, saved selections, exports and "images like this one".
 
 Plain NumPy on an :class:`EmbeddingSet` and its predictions, so it answers in milliseconds at 100k
-rows and is tested without a page. Rows are rows of the set; an image's name is ``es.names()``
-("test #17", "unlabeled #4031"), which is what the name filter searches and what the exports carry.
+rows and is tested without a page. Rows are rows of the set; an image's name is ``es.names()``: its file path
+inside the folder for image folders and uploads ("cat/IMG_0042.jpg"), else "<part> #<index>" ("test #17",
+"unlabeled #4031"). That is what the name filter searches and what the exports and saved selections carry.
 Saved selections live as small JSON files under ``<runs>/_selections/``; exports under ``<runs>/_exports/``.
 """
 

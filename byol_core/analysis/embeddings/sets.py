@@ -12,9 +12,19 @@ import torch
 
 from ...config import ExperimentConfig, to_dict
 from ...data import DataSplits, load_data
+from ...data.disk_images import DiskImages
 from ...lab.run_store import RunStore
 from ...methods.evaluation import embed
-from .cache import CACHE_DIRNAME, CACHE_VERSION, content_key, file_lock, load_npz, save_npz
+from .cache import (
+    CACHE_DIRNAME,
+    CACHE_VERSION,
+    content_key,
+    file_lock,
+    load_npz,
+    pack_strings,
+    save_npz,
+    unpack_strings,
+)
 from .sources import RANDOM_INIT, encoder_from_source, reference_config, run_with_encoder
 
 # Every source embeds the same test images in the same order (for a given data config),
@@ -39,6 +49,9 @@ class EmbeddingSet:
     indices: np.ndarray  # int64 (N,): positions in splits.test (in the row's part of the data, see ``parts``)
     classes: list[str] = field(default_factory=list)
     parts: np.ndarray | None = None  # int8 (N,): index into PARTS per row; None: every row is a test image
+    # object (N,) of str: each row's file path inside its folder (image folders, uploads); None: built-in data
+    # sets, and sets cached before file names were kept
+    file_names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,10 +61,38 @@ class EmbeddingSet:
         return np.zeros(len(self), dtype=np.int8) if self.parts is None else np.asarray(self.parts, dtype=np.int8)
 
     def names(self) -> np.ndarray:
-        """Each row's image name, "<part> #<index>" (e.g. "test #17"): what the explorer's name filter searches."""
-        parts = np.asarray(PARTS, dtype=object)[self.part_codes()]
-        return np.array([f"{p} #{i}" for p, i in zip(parts.tolist(), self.indices.tolist(), strict=True)],
-                        dtype=object)
+        """Each row's image name: what the explorer's name filter searches and its exports carry.
+
+        The file's path inside its folder (e.g. "cat/IMG_0042.jpg") when the set knows it, else
+        "<part> #<index>" (e.g. "test #17").
+        """
+        if self.file_names is not None:
+            return self.file_names
+        return part_index_names(self.part_codes(), self.indices)
+
+
+def part_index_names(parts: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """"<part> #<index>" per row (object array of str), from each row's PARTS code and index in that part."""
+    part_names = np.asarray(PARTS, dtype=object)[np.asarray(parts, dtype=np.int64)]
+    return np.array([f"{p} #{i}" for p, i in zip(part_names.tolist(), np.asarray(indices).tolist(), strict=True)],
+                    dtype=object)
+
+
+def row_file_names(splits: DataSplits, parts: np.ndarray, indices: np.ndarray) -> np.ndarray | None:
+    """Each row's file path inside its folder, for images that stay on disk (image folders, uploads); None when
+    no row's part knows its file names (built-in data sets). A row whose part does not know them keeps
+    "<part> #<index>"."""
+    parts = np.asarray(parts, dtype=np.int8)
+    indices = np.asarray(indices, dtype=np.int64)
+    known = [images.file_names() if isinstance(images, DiskImages) else None for images in part_images(splits)]
+    if not any(known[int(code)] is not None for code in np.unique(parts)):
+        return None
+    names = part_index_names(parts, indices)
+    for code in np.unique(parts):
+        if known[int(code)] is not None:
+            where = np.flatnonzero(parts == code)
+            names[where] = known[int(code)][indices[where]]
+    return names
 
 
 def part_images(splits: DataSplits) -> tuple[torch.Tensor, ...]:
@@ -176,11 +217,15 @@ def compute_embeddings(store: RunStore, source: str, *, reference_run: str | Non
         cached = load_npz(path, _ARRAYS)
         if cached is not None:
             parts = load_npz(path, ("parts",)) if scope != "test" else None
+            # Sets cached before file names were kept have none: their names stay "<part> #<index>".
+            packed = load_npz(path, ("file_names",))
+            labels = cached["labels"].astype(np.int64, copy=False)
             return EmbeddingSet(source=source, features=cached["features"].astype(np.float32, copy=False),
-                                labels=cached["labels"].astype(np.int64, copy=False),
-                                indices=cached["indices"].astype(np.int64, copy=False),
+                                labels=labels, indices=cached["indices"].astype(np.int64, copy=False),
                                 classes=[str(c) for c in cached["classes"]],
-                                parts=None if parts is None else parts["parts"].astype(np.int8, copy=False))
+                                parts=None if parts is None else parts["parts"].astype(np.int8, copy=False),
+                                file_names=None if packed is None else unpack_strings(packed["file_names"],
+                                                                                    len(labels)))
         encoder, cfg = encoder_from_source(store, source, reference_run)
         splits = load_data(cfg.data)
         parts, indices = _rows(splits, scope, max_points)
@@ -189,9 +234,13 @@ def compute_embeddings(store: RunStore, source: str, *, reference_run: str | Non
         for code, part in enumerate(part_labels(splits)):
             where = parts == code
             labels[where] = part[torch.from_numpy(indices[where])].numpy()
+        file_names = row_file_names(splits, parts, indices)
         result = EmbeddingSet(source=source, features=features, labels=labels, indices=indices,
-                              classes=list(splits.classes), parts=parts if scope != "test" else None)
-        extra = {"parts": parts} if scope != "test" else {}
+                              classes=list(splits.classes), parts=parts if scope != "test" else None,
+                              file_names=file_names)
+        extra: dict[str, np.ndarray] = {"parts": parts} if scope != "test" else {}
+        if file_names is not None:
+            extra["file_names"] = pack_strings(file_names)
         save_npz(path, features=result.features, labels=result.labels, indices=result.indices,
                  classes=np.asarray(result.classes, dtype=str), **extra)
         return result
