@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 ArrayLike = Sequence[float] | np.ndarray
@@ -108,7 +108,7 @@ def _check_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
 def _quantiles(confidence: float, seeds: int) -> tuple[float, float]:
     """Student t (seed part, ``seeds - 1`` degrees of freedom) and normal (test-image part) quantiles."""
     q = (1.0 + confidence) / 2.0
-    return float(sps.t.ppf(q, seeds - 1)) if seeds > 1 else math.inf, float(sps.norm.ppf(q))
+    return float(special.stdtrit(seeds - 1, q)) if seeds > 1 else math.inf, float(special.ndtri(q))
 
 
 # --------------------------------------------------------------------------- one accuracy
@@ -119,7 +119,7 @@ def wilson_interval(n_correct: float, n_test: int, confidence: float = 0.95) -> 
         raise ValueError(f"n_test must be positive, got {n_test}")
     if not 0 <= n_correct <= n_test:
         raise ValueError(f"n_correct must be within 0..n_test ({n_test}), got {n_correct}")
-    z = float(sps.norm.ppf((1.0 + confidence) / 2.0))
+    z = float(special.ndtri((1.0 + confidence) / 2.0))
     p = n_correct / n_test
     centre = (p + z * z / (2 * n_test)) / (1 + z * z / n_test)
     half = z * np.sqrt(p * (1 - p) / n_test + z * z / (4 * n_test**2)) / (1 + z * z / n_test)
@@ -138,7 +138,7 @@ def binomial_half_width(n_test: int, accuracy: float = 0.5, confidence: float = 
         raise ValueError(f"n_test must be positive, got {n_test}")
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be within [0, 1], got {accuracy}")
-    return float(sps.norm.ppf((1.0 + confidence) / 2.0) * np.sqrt(accuracy * (1 - accuracy) / n_test))
+    return float(special.ndtri((1.0 + confidence) / 2.0) * np.sqrt(accuracy * (1 - accuracy) / n_test))
 
 
 def accuracy_summary(correct: ArrayLike, confidence: float = 0.95) -> Summary:
@@ -171,7 +171,7 @@ def _t_summary(values: np.ndarray, confidence: float, method: str) -> Summary:
     if n == 1:
         return Summary(1, mean, 0.0, None, None, None, "single", confidence)
     std = float(values.std(ddof=1))
-    half = float(sps.t.ppf((1.0 + confidence) / 2.0, n - 1) * std / np.sqrt(n))
+    half = float(special.stdtrit(n - 1, (1.0 + confidence) / 2.0) * std / np.sqrt(n))
     return Summary(n, mean, std, mean - half, mean + half, half, method, confidence, seed_std=std)
 
 
@@ -232,7 +232,7 @@ def _mcnemar_summary(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[S
 
 def _two_part_half(alpha: float, seeds: int, seed_se: float, image_se: float) -> float:
     q = 1.0 - alpha / 2.0
-    return math.hypot(float(sps.t.ppf(q, seeds - 1)) * seed_se, float(sps.norm.ppf(q)) * image_se)
+    return math.hypot(float(special.stdtrit(seeds - 1, q)) * seed_se, float(special.ndtri(q)) * image_se)
 
 
 def _two_part_p(mean: float, seeds: int, seed_se: float, image_se: float) -> float:
@@ -259,7 +259,7 @@ def _seeds_and_images_summary(a: np.ndarray, b: np.ndarray, confidence: float) -
     seed_std = float(per_seed.std(ddof=1))
     seed_se, image_se = seed_std / math.sqrt(seeds), float(per_image.std(ddof=1)) / math.sqrt(images)
     half = _two_part_half(1.0 - confidence, seeds, seed_se, image_se)
-    test_half = float(sps.norm.ppf((1.0 + confidence) / 2.0)) * image_se
+    test_half = float(special.ndtri((1.0 + confidence) / 2.0)) * image_se
     p_value = _two_part_p(mean, seeds, seed_se, image_se) if half > 0 else (1.0 if mean == 0 else 0.0)
     summary = Summary(seeds, mean, seed_std, mean - half, mean + half, half, SEEDS_AND_IMAGES, confidence,
                       images=images, seed_std=seed_std, test_half=test_half)
@@ -401,6 +401,6 @@ def seeds_needed(seed_std: float, target_half: float, test_half: float = 0.0, co
         return None
     q = (1.0 + confidence) / 2.0
     for n in range(ENOUGH_SEEDS, MAX_SEEDS_SUGGESTED + 1):
-        if math.hypot(float(sps.t.ppf(q, n - 1)) * seed_std / math.sqrt(n), test_half) <= target_half:
+        if math.hypot(float(special.stdtrit(n - 1, q)) * seed_std / math.sqrt(n), test_half) <= target_half:
             return n
     return None

@@ -20,7 +20,6 @@ from dashboard import state
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="BYOL Lab", page_icon=":material/blur_on:", layout="wide")
-state.start_umap_warmup()
 
 # Every page has its own address (/data, /train, /compare, /embeddings). Streamlit serves its default page at
 # the root URL only (a default page's url_path answers "Page not found"), so the default is a hidden page that
@@ -40,6 +39,11 @@ def _start() -> None:
 
 page = st.navigation([st.Page(_start, title="BYOL Lab", url_path="start", default=True, visibility="hidden"),
                       *pages], position="sidebar")
+if page.url_path == "embeddings":
+    # UMAP's one-off numba compile (about a minute of CPU, in a thread that takes turns with page runs for the GIL)
+    # starts with the page that needs it: started with the server, it slowed every page of the server's first
+    # minutes (benchmarks/page_times.py). The Embeddings page shows PCA until UMAP is ready.
+    state.start_umap_warmup()
 
 with st.sidebar:
     st.markdown("**BYOL Lab** learns image features without labels, then shows how much they help "

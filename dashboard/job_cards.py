@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from byol_core.events import EPOCH
-from byol_core.lab.active_runs import ACTIVE
+from byol_core.lab.active_runs import ACTIVE, ENDED
 from byol_core.lab.guards import chance_note
 from byol_core.lab.jobs import Job, JobManager
 from byol_core.lab.run_store import Run, RunStore
@@ -31,7 +31,6 @@ from dashboard import charts, state, tables
 PROGRESS_SECONDS = 5.0
 CHART_SECONDS = 10.0
 STATE_POLL_SECONDS = 0.5  # while stopping: a status.json read and a lock check, and nothing drawn until it moves
-ENDED = ("stopped", "finished", "failed")
 BADGES = {"running": ":blue-badge[running]", "queued": ":gray-badge[queued]", "finished": ":green-badge[finished]",
           "stopping": ":orange-badge[stopping…]", "stopped": ":orange-badge[stopped]", "failed": ":red-badge[failed]",
           "interrupted": ":orange-badge[interrupted]"}

@@ -108,10 +108,13 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
-def _load_fashion_mnist(cfg: DataConfig, report: Progress) -> Source:
-    from torchvision.datasets import FashionMNIST
+# torchvision's FashionMNIST.classes, here so that reading Debian's files needs no torchvision.
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 
-    classes = list(FashionMNIST.classes)
+
+def _load_fashion_mnist(cfg: DataConfig, report: Progress) -> Source:
+    classes = list(FASHION_CLASSES)
     directory = _fashion_dir()
     if _has_debian_fashion(directory):
         sets = []
@@ -124,6 +127,8 @@ def _load_fashion_mnist(cfg: DataConfig, report: Progress) -> Source:
             sets.append(as_image_set(images[:, None], labels))
             report(f"Loaded fashion-mnist {split} from {directory}", 0.45 if split == "train" else 0.9)
         return Source(classes=classes, train=sets[0], test=sets[1])
+
+    from torchvision.datasets import FashionMNIST  # only here: importing torchvision costs seconds (torch._dynamo)
 
     sets = []
     for train in (True, False):

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from ..augment.ops import channel_stats
 from ..config import ModelConfig, to_dict
@@ -70,6 +69,8 @@ def _torchvision_lines(model: ModelConfig) -> list[str] | None:
     """Plain-torchvision construction of the backbone, or None when it needs byol_core."""
     if model.backbone == "small-cnn" or model.hidden_layer is not None:
         return None
+    import torchvision  # here, not at the top: importing it costs seconds (torch._dynamo) and a small-cnn needs none
+
     net = torchvision.models.get_model(model.backbone, weights=None)
     lines = [f"model = torchvision.models.{model.backbone}()"]
     head = next((attr for attr in _HEAD_ATTRIBUTES if hasattr(net, attr)), None)

@@ -37,7 +37,7 @@ from typing import Any
 from ..events import STEP
 from ..files import exclusive_lock, parse_jsonl
 from . import runner
-from .active_runs import ACTIVE, ActiveRun, active_runs, key_of_run, stage_of_run
+from .active_runs import ACTIVE, ActiveRun, active_runs, has_ended, key_of_run, stage_of_run
 from .annotations import read_annotations
 from .plans import JobSpec
 from .run_store import Run, RunBusyError, RunStore
@@ -49,6 +49,9 @@ FOLLOW_SECONDS = 0.5  # how often a supervising thread reads its worker's new me
 SLOT_POLL_SECONDS = 0.5  # how often a queued job looks for a free slot in the runs folder
 CLAIM_TIMEOUT_S = 120.0  # the longest a new trainer may take to hold its run (a worker imports torch first)
 LOCK_TIMEOUT_S = 30.0  # the longest a submit waits for another manager's submit
+# Workers run this much nicer than their host, so the host's page redraws win the CPU from training when both want
+# it (benchmarks/page_times.py); training still gets every cycle the host leaves idle, nearly all of them.
+WORKER_NICENESS = 10
 SUBMIT_LOCK = ".jobs-submit.lock"  # in the runs folder: one duplicate check and run creation at a time
 START_LOCK = ".jobs-start.lock"  # in the runs folder: one slot decision at a time, held until its trainer holds the run
 PROGRESS_FIELDS = ("stage", "step", "total_steps", "epoch", "img_per_s", "doing")
@@ -165,9 +168,15 @@ class JobManager:
         return job
 
     def find_active(self, spec: JobSpec) -> Job | None:
-        """The queued or running job that ``spec`` would duplicate: this manager's, or another's read from the folder."""
+        """The queued or running job that ``spec`` would duplicate: this manager's, or another's read from the folder.
+
+        A job of this manager whose run's status.json says it has ended does not count, though its worker process
+        may still be exiting (2-5 s after 'stopped', while torch tears down): Start is offered as soon as the card
+        shows the job stopped, and the new job's slot is free then too (:func:`active_runs` reads the same file).
+        """
         with self._lock:
-            mine = next((j for j in self._jobs.values() if j.key == spec.key and j.active), None)
+            candidates = [j for j in self._jobs.values() if j.key == spec.key and j.active]
+        mine = next((j for j in candidates if not has_ended(j.run)), None)
         return mine or next((j for j in self._elsewhere() if key_of_run(j.run) == spec.key), None)
 
     def resume(self, run_id: str) -> Job:
@@ -279,6 +288,7 @@ class JobManager:
             command += ["--threads", str(self.worker_threads)]
         with open(run.worker_log_path, "ab") as log:
             job.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        _lower_priority(job.process.pid, WORKER_NICENESS)
         return job.process.poll
 
     def _follow(self, job: Job, poll: _Poll, follower: _MetricsFollower) -> None:
@@ -388,6 +398,18 @@ def _job_of_run(active: ActiveRun) -> Job | None:
     return Job(id=active.run.id, stage=stage, label=read_annotations(active.run).name or get_stage(stage).short_title,
                run=active.run, key="", state=status["state"], created=float(created), elsewhere=True,
                last_event=checked_event({k: status[k] for k in PROGRESS_FIELDS if k in status}))
+
+
+def _lower_priority(pid: int, niceness: int) -> None:
+    """Make process ``pid`` ``niceness`` steps nicer than this one, where the OS has priorities.
+
+    Set right after the spawn, not by the worker itself: Linux keeps a niceness per thread, inherited when a thread
+    is made, so this reaches the worker before it has any (torch's OpenMP pool), and its ~5 s import yields too.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):  # the worker exited at once (its exit code tells why), or no permission
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness))
 
 
 @contextlib.contextmanager

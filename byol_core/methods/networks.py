@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from ..config import ModelConfig
@@ -44,6 +43,8 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     """
     if cfg.backbone == "small-cnn":
         return SmallConvNet(width=cfg.width)
+    import torchvision  # here, not at the top: importing it costs seconds (torch._dynamo) and a small-cnn needs none
+
     try:
         model = torchvision.models.get_model(cfg.backbone, weights=None)
     except (ValueError, KeyError) as exc:

@@ -11,15 +11,15 @@ from byol_core.lab import comparison
 from byol_core.lab.builtin_stages import KNN
 from byol_core.lab.guards import chance_note
 from byol_core.lab.plans import plan
-from byol_core.lab.summary import RunSummary, list_summaries
+from byol_core.lab.summary import RunSummary
 from byol_core.presets import get_preset
 from byol_core.text import markdown_text
-from dashboard import charts, compare_panels, job_cards, state, tables
+from dashboard import charts, compare_panels, job_cards, run_list, state, tables
 from dashboard.study_panel import study_section  # start a sweep or ablation, draw their tables
 
 manager = state.get_manager()
 store = manager.store
-summaries = [s for s in list_summaries(store) if not s.archived]  # archived runs stay out of comparisons
+summaries = [s for s in run_list.list_summaries(store) if not s.archived]  # archived runs stay out of comparisons
 groups = comparison.group_runs(summaries)
 
 st.title("Compare")

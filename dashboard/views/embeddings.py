@@ -15,11 +15,10 @@ import numpy as np
 import streamlit as st
 
 from byol_core.analysis.embeddings import RANDOM_INIT, collection_size
-from byol_core.lab.summary import list_summaries
 from byol_core.text import markdown_text
 from dashboard import embedding_panels as panels
 from dashboard import explorer_panels as explorer
-from dashboard import state
+from dashboard import run_list, state
 
 NONE = "— none —"
 BY_CLASS, BY_CORRECT = "true class", "correct / incorrect"
@@ -32,7 +31,7 @@ manager = state.get_manager()
 store = manager.store
 projections = state.get_projections()
 # Pretrained encoders first (newest first), then supervised ones: the default view is a BYOL encoder.
-encoders = sorted([s for s in list_summaries(store) if s.usable_encoder and not s.archived],
+encoders = sorted([s for s in run_list.list_summaries(store) if s.usable_encoder and not s.archived],
                   key=lambda s: not (s.stage_info and s.stage_info.pretraining))
 by_id = {s.id: s for s in encoders}
 

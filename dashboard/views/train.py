@@ -11,9 +11,8 @@ import streamlit as st
 from byol_core.lab import guards
 from byol_core.lab.plans import plan, with_steps_note
 from byol_core.lab.stages import get_stage, stages
-from byol_core.lab.summary import list_summaries
 from byol_core.presets import PRESETS, get_preset, preset_for
-from dashboard import error_analysis, job_cards, run_details, state, tables, train_form
+from dashboard import error_analysis, job_cards, run_details, run_list, state, tables, train_form
 
 RECENT_JOBS_SHOWN = 4
 
@@ -21,7 +20,7 @@ manager = state.get_manager()
 store = manager.store
 data_cfg = state.get_data_cfg()
 default_preset = state.start_preset("train.preset", data_cfg.name)
-summaries = list_summaries(store)
+summaries = run_list.list_summaries(store)
 trainable = [s.name for s in stages() if s.optim_section]
 
 st.title("Train")
