@@ -19,7 +19,6 @@ import streamlit as st
 from byol_core.analysis.embeddings import KeyedFutures
 from byol_core.config import AugmentConfig, ConfigError, DataConfig
 from byol_core.data import DataError, DataSplits, Progress, load_data
-from byol_core.data.folder import folder_cache_plan
 from byol_core.lab.choices import DataChoice
 from byol_core.lab.jobs import JobManager
 from byol_core.lab.run_store import RunStore
@@ -42,6 +41,7 @@ DATASET_LABELS = {
     "upload": "images I upload",
 }
 
+FIRST_PASS_MARK = "to decode into the cache"  # how the folder loader's plan of a first pass begins its message
 CHOICE_KEY = "data_choice"  # the Data page's DataChoice: data set, view size, the views the person changed
 
 
@@ -166,15 +166,17 @@ def load_splits(cfg: DataConfig, progress: Progress | None = None) -> DataSplits
 
 
 def load_with_progress(cfg: DataConfig) -> DataSplits:
-    """A new data set, loaded with a progress bar; an image folder first says what its first pass into the disk
-    cache will decode, need and take (a cache the disk cannot hold is refused by the loader, before it starts)."""
-    if cfg.name == "folder":
-        cache_plan = folder_cache_plan(cfg)
-        if cache_plan.to_decode and not cache_plan.problem():
-            st.caption(f"First pass: {cache_plan.describe()}.")
+    """A new data set, loaded with a progress bar; an image folder's first pass into the disk cache also leaves
+    the loader's plan (images to decode, disk, time) as a caption. The loader lists the folder once, for both."""
+    first_pass = st.empty()
     bar = st.progress(0.0, text=f"Loading {cfg.name}…")
+
+    def show(message: str, fraction: float) -> None:
+        if FIRST_PASS_MARK in message:
+            first_pass.caption(f"First pass: {message}.")
+        bar.progress(min(max(fraction, 0.0), 1.0), text=message)
+
     try:
-        return load_splits(cfg, progress=lambda message, fraction: bar.progress(min(max(fraction, 0.0), 1.0),
-                                                                                  text=message))
+        return load_splits(cfg, progress=show)
     finally:
         bar.empty()
