@@ -133,3 +133,31 @@ def test_format_strings():
 def test_bad_input_raises_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_p_values_and_exact_bounds_agree_with_scipy_stats():
+    """byol_core.stats uses scipy.special alone (scipy.stats costs the dashboard's first page ~1 s to import);
+    each p-value and exact bound must still be scipy.stats' own."""
+    from scipy import stats as sps
+
+    a, b = _correct(400, 0.8, seed=1), _correct(400, 0.75, seed=2)
+    test = mcnemar(a, b)
+    assert test.p_value == pytest.approx(sps.binomtest(test.b, test.b + test.c, 0.5).pvalue, rel=1e-12)
+    one_seed = compare([a.mean()], [b.mean()], correct_a=a[None], correct_b=b[None])
+    discordant, n = test.b + test.c, a.size
+    low_pi, high_pi = sps.beta.ppf(0.025, test.b, test.c + 1), sps.beta.ppf(0.975, test.b + 1, test.c)
+    assert one_seed.difference.low == pytest.approx(discordant / n * (2 * low_pi - 1), rel=1e-12)
+    assert one_seed.difference.high == pytest.approx(discordant / n * (2 * high_pi - 1), rel=1e-12)
+
+    values_a, values_b = [0.81, 0.84, 0.80, 0.83], [0.80, 0.81, 0.80, 0.80]
+    paired = compare(values_a, values_b)
+    assert paired.p_value == pytest.approx(sps.ttest_rel(values_a, values_b).pvalue, rel=1e-12)
+
+    # Several seeds with per-image scores: the p is the level at which the interval just reaches zero.
+    rows_a = np.stack([_correct(2000, 0.80 + 0.01 * s, seed=s) for s in range(3)])
+    rows_b = np.stack([_correct(2000, 0.78, seed=10 + s) for s in range(3)])
+    several = compare(rows_a.mean(axis=1), rows_b.mean(axis=1), correct_a=rows_a, correct_b=rows_b)
+    assert 1e-6 < several.p_value < 1.0
+    at_p = compare(rows_a.mean(axis=1), rows_b.mean(axis=1), correct_a=rows_a, correct_b=rows_b,
+                   confidence=1.0 - several.p_value)
+    assert at_p.difference.low == pytest.approx(0.0, abs=1e-9)

@@ -52,6 +52,19 @@ def test_digits_shapes_dtypes_and_range():
     assert s.mean == pytest.approx((x.mean().item(),)) and s.std == pytest.approx((x.std(unbiased=False).item(),))
 
 
+def test_digits_read_without_sklearn_equal_sklearns_loader(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    expected = load_digits()
+    counts, labels = data_sources.read_digits()  # the bundled CSV, read directly
+    assert data_sources._digits_csv() is not None
+    assert np.array_equal(counts, expected.images) and np.array_equal(labels, expected.target)
+    # Where a scikit-learn release moved the file, its own loader serves: the same arrays.
+    monkeypatch.setattr(data_sources, "_digits_csv", lambda: None)
+    counts, labels = data_sources.read_digits()
+    assert np.array_equal(counts, expected.images) and np.array_equal(labels, expected.target)
+
+
 def test_digits_test_fraction_and_stratified_split():
     s = load_data(DataConfig(test_fraction=0.5))
     assert abs(len(s.test) - 0.5 * 1797) <= 10
