@@ -16,6 +16,7 @@ from byol_core.events import EPOCH, STEP
 from byol_core.lab.comparison import MethodResult, order_methods
 from byol_core.lab.stages import Stage
 from byol_core.stats_text import clipped_interval, format_ci, raw_interval_text
+from dashboard.figure_memo import memo_figure
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777",
            "#4b5563", "#65a30d")
@@ -103,6 +104,7 @@ def readable_axis(values: Iterable[float]) -> dict[str, Any]:
     return {"tickmode": "array", "tickvals": ticks, "ticktext": tick_labels(ticks)}
 
 
+@memo_figure
 def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int = 460) -> go.Figure:
     """Loss, learning rate (and τ), collapse monitor or speed, per-epoch accuracy of one run.
 
@@ -170,6 +172,7 @@ def training_figure(events: Sequence[dict[str, Any]], stage: Stage, height: int 
     return fig
 
 
+@memo_figure
 def accuracy_bar(methods: Iterable[MethodResult]) -> go.Figure:
     """One bar per method, in METHOD_ORDER (never sorted by a number): the mean over its seeds with its 95%
     interval clipped to 0-100%, each seed's run as a dash; hovering a bar gives the raw interval and what it covers.
@@ -204,6 +207,7 @@ CURVES_PLOT_PX = 380  # accuracy_curves' height without its legend
 LEGEND_LINE_PX = 21  # one legend line at font size 12, with plotly's spacing
 
 
+@memo_figure
 def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]]) -> go.Figure:
     """Accuracy against epoch, one line per run: (label, method, epochs, accuracies)."""
     fig = go.Figure()
@@ -288,6 +292,7 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
 DODGE_DECADES = 0.03  # each method's points sit this far apart on the log axis, so their error bars never overlap
 
 
+@memo_figure
 def label_efficiency(rows: Sequence[dict[str, Any]], height: int = 420) -> go.Figure:
     """Accuracy against the share of labels kept (log x), one line per method in the fixed method order, each
     point with its 95% interval as an error bar clipped to 0-100%, on a y axis from 0 to 100%.
@@ -325,6 +330,7 @@ def label_efficiency(rows: Sequence[dict[str, Any]], height: int = 420) -> go.Fi
     return fig
 
 
+@memo_figure
 def ablation_bars(rows: Sequence[dict[str, Any]], height: int = 360) -> go.Figure:
     """Each method with the full augmentation and without colour, as bars with 95% interval whiskers."""
     fig = go.Figure()

@@ -23,6 +23,7 @@ from byol_core.stats_text import (
     too_few_seeds_note,
 )
 from byol_core.text import markdown_text
+from dashboard.figure_memo import memo_figure
 
 CHOSEN_GROUP = "compare.chosen_group"  # the group the page shows, kept until the person picks another
 DECLARED = "compare.declared"          # the pair the person declared, (A, B); None: the default declared pair
@@ -141,6 +142,7 @@ def secondary_list(others: list[Comparison]) -> None:
     st.markdown("\n".join(f"- {markdown_text(line + note)}" for line, note in zip(lines, notes, strict=True)))
 
 
+@memo_figure
 def difference_figure(comparisons: Sequence[Comparison]) -> go.Figure:
     """Each difference (A minus B, in points) as a point with its 95% interval clipped to ±100, and a zero line:
     an interval that crosses it is inside the noise."""

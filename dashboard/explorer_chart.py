@@ -15,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard import charts
+from dashboard.figure_memo import memo_figure
 
 FILTERED_OUT = "filtered out"
 GREY = "rgba(156,163,175,0.25)"
@@ -48,6 +49,7 @@ def _positions(rows: Sequence[int] | np.ndarray | None, shown: np.ndarray) -> np
     return at[inside]
 
 
+@memo_figure
 def filtered_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str], shown: np.ndarray | None, *,
                      selected: int | None = None, highlight: Sequence[int] | None = None,
                      marked: Sequence[int] | None = None, dragmode: str | None = None,

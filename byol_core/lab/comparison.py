@@ -17,6 +17,7 @@ verdicts and bars all read these numbers, computed here and never regrouped by t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -65,6 +66,7 @@ def comparison_settings(cfg: ExperimentConfig) -> dict:
     return data
 
 
+@functools.lru_cache(maxsize=4096)  # configs are frozen: a page lists the same runs on every rerun
 def comparison_key(cfg: ExperimentConfig) -> str:
     """Short stable id of :func:`comparison_settings`: runs with one key are seeds of one comparison."""
     text = json.dumps(comparison_settings(cfg), sort_keys=True)

@@ -101,7 +101,7 @@ if at_chance:
                icon=":material/warning:")
 
 # --------------------------------------------------------------------------- chart, table, CSV
-st.plotly_chart(charts.accuracy_bar(results.values()), key="compare.bar", config={"displayModeBar": False})
+st.plotly_chart(charts.accuracy_bar(list(results.values())), key="compare.bar", config={"displayModeBar": False})
 st.dataframe(
     [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
