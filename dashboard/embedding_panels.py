@@ -382,9 +382,8 @@ def show_selection(chosen: Sequence[tuple[EncoderPlot, list[int]]]) -> None:
 
 
 # ---------------------------------------------------------------------------- the plots together
-def show_plots(plots: Sequence[EncoderPlot], *, layout: str, dragmode: str, polling: bool,
-               shown: np.ndarray | None = None) -> None:
-    """The plots side by side, then the selection they share; ``polling``: the page reruns this until UMAP is done.
+def show_plots(plots: Sequence[EncoderPlot], *, layout: str, dragmode: str, shown: np.ndarray | None = None) -> None:
+    """The plots side by side, then the selection they share.
 
     ``shown``: the rows that pass the explorer's filters (None: all), the same rows in every plot."""
     if not plots:
@@ -400,5 +399,3 @@ def show_plots(plots: Sequence[EncoderPlot], *, layout: str, dragmode: str, poll
             show_selection(chosen)
     elif PICK_KEY in st.session_state or SELECTION_KEY in st.session_state:
         clear_button()
-    if polling and not umap_running(plots):
-        st.rerun()  # UMAP is done: a full rerun redraws and stops the polling

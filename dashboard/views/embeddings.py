@@ -100,7 +100,7 @@ prepared = [p for p in (panels.prepare(store, projections, s, by_id, reference=r
                         for s in sources) if p is not None]
 pending = [p for p in prepared if isinstance(p, panels.Pending)]
 ready = [p for p in prepared if isinstance(p, panels.EncoderPlot)]
-polling = panels.umap_running(ready)  # the plots redraw each second until every UMAP layout is done
+polling = panels.umap_running(ready)  # PCA is drawn meanwhile; a cheap watcher reruns the page once UMAP is done
 
 
 @st.fragment(run_every=1.0 if any(p.error is None for p in pending) else None)
@@ -108,19 +108,26 @@ def progress(pending: list[panels.Pending]) -> None:
     explorer.show_pending(pending)
 
 
+@st.fragment(run_every=1.0 if polling else None)
+def umap_watch(chosen: list[panels.EncoderPlot]) -> None:
+    # Redrawing both scatters each second while UMAP computed took CPU from UMAP and the browser alike.
+    if polling and not panels.umap_running(chosen):
+        st.rerun()  # UMAP is done: one full run draws it
+
+
 progress(pending)
+umap_watch(ready)
 filters = explorer.filter_controls(ready[0].es.classes, predictions=ready[0].predicted is not None) if ready else None
 with state.user_errors("Filter: "):
     shown = explorer.shown_rows(ready[0], filters) if ready and filters is not None else None
 
 
-@st.fragment(run_every=1.0 if polling else None)
-def plots(chosen: list[panels.EncoderPlot], layout: str, dragmode: str, polling: bool,
-          shown: np.ndarray | None) -> None:
-    panels.show_plots(chosen, layout=layout, dragmode=dragmode, polling=polling, shown=shown)
+@st.fragment
+def plots(chosen: list[panels.EncoderPlot], layout: str, dragmode: str, shown: np.ndarray | None) -> None:
+    panels.show_plots(chosen, layout=layout, dragmode=dragmode, shown=shown)  # a lasso reruns this part alone
 
 
-plots(ready, layout_choice, MOUSE_MODES.get(mouse_choice, "pan"), polling, shown)
+plots(ready, layout_choice, MOUSE_MODES.get(mouse_choice, "pan"), shown)
 if ready:
     st.subheader("Explore")
     st.caption(f"Tools for {markdown_text(panels.encoder_label(ready[0].source, by_id))}'s "
