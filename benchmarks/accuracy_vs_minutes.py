@@ -78,19 +78,41 @@ PROCEDURE = {
 # Fields that change which images are labelled, not what pretraining saw; byol.knn_every_epochs is off in pretrain.
 _NOT_PRETRAINING = {"data.label_fraction", "data.labelled_subset", "data.subset_seed", "byol.knn_every_epochs"}
 _PRETRAINING_SECTIONS = ("data.", "augment.", "model.", "byol.")
+RESUME = "resume.pt"  # in a seed's folder while it pretrains
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
     return with_overrides(get_preset(args.preset), parse_set_args(args.set))
 
 
+def _resume_point(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The seed's last loop checkpoint (with its training seconds) when one is there, for these settings only."""
+    path = out / RESUME
+    if not path.is_file():
+        return None
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        raise SystemExit(f"{path} has no config.json beside it: remove {out} to start this seed again")
+    # How it runs may change (other threads: other last bits), never what it learns.
+    changed = [f"{c.field}: {c.before!r} → {c.after!r}" for c in config_diff(load_config(config_path), cfg, "")
+               if not c.field.startswith("runtime.")]
+    if changed:
+        raise SystemExit(f"{path} was made with other settings ({'; '.join(changed[:5])}): give the settings it "
+                         f"was started with, or remove {out} to start this seed again")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def pretrain(args: argparse.Namespace) -> None:
     cfg = with_overrides(_config(args), {"seed": args.seed, "byol.knn_every_epochs": 0})
     out = Path(args.dir) / f"seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
+    start = _resume_point(out, cfg)
     splits = load_data(cfg.data)
     plan = StepPlan.for_data(len(splits.pretrain_images()), cfg.byol.optim)  # the plan pretrain_byol makes
-    clock = {"train": 0.0, "last": time.perf_counter()}
+    clock = {"train": float(start["train_seconds"]) if start else 0.0, "last": time.perf_counter()}
+    if start is not None:
+        print(f"seed {args.seed}: resuming at step {start['step']} of {plan.total_steps} "
+              f"({clock['train']:.0f} s trained)", flush=True)
 
     def on_event(event: dict[str, Any]) -> None:
         now = time.perf_counter()
@@ -99,6 +121,9 @@ def pretrain(args: argparse.Namespace) -> None:
         clock["last"] = now
 
     def keep(checkpoint: dict[str, Any]) -> None:
+        # Every checkpoint the loop makes (each epoch): a seed killed part-way continues from here, the same
+        # batches as if it never stopped, its seconds so far carried on (the time between this and a kill is lost).
+        atomic_torch_save(out / RESUME, {**checkpoint, "train_seconds": clock["train"]})
         epoch = plan.epochs_done(checkpoint["step"])
         if epoch % args.every and checkpoint["step"] < plan.total_steps:
             return
@@ -111,7 +136,8 @@ def pretrain(args: argparse.Namespace) -> None:
         clock["last"] = time.perf_counter()
 
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    pretrain_byol(cfg, splits, callbacks=[on_event], save_checkpoint=keep)
+    pretrain_byol(cfg, splits, callbacks=[on_event], checkpoint=start, save_checkpoint=keep)
+    (out / RESUME).unlink(missing_ok=True)  # finished: the kept encoders are what the report reads
 
 
 # --------------------------------------------------------------------------- scoring one encoder
