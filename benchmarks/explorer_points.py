@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from serve import free_port, stop_server, wait_healthy
+from serve import drag_lasso, free_port, stop_server, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -148,17 +147,8 @@ def _click_filter(page, label: str) -> float:
 
 def _lasso(page, size: float) -> float:
     area = page.evaluate("""() => { const r = document.querySelector('.js-plotly-plot .nsewdrag').getBoundingClientRect();
-                                    return {x: r.left, y: r.top, w: r.width, h: r.height}; }""")
-    cx, cy, radius = area["x"] + area["w"] / 2, area["y"] + area["h"] / 2, size * min(area["w"], area["h"])
-    ring = [(cx + radius * math.cos(2 * math.pi * i / 12), cy + radius * math.sin(2 * math.pi * i / 12))
-            for i in range(13)]
-    page.mouse.move(*ring[0])
-    page.mouse.down()
-    for x, y in ring[1:]:
-        page.mouse.move(x, y, steps=3)
-    start = time.perf_counter()
-    page.mouse.up()
-    return start
+                                    return {left: r.left, top: r.top, width: r.width, height: r.height}; }""")
+    return drag_lasso(page, area, size)
 
 
 def run_view(view: str, n: int, python: str, browser_args: list[str], changes: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import time
@@ -48,3 +49,20 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def drag_lasso(page, area: dict[str, float], size: float, steps: int = 3) -> float:
+    """Drag a closed ring (radius ``size`` of the smaller side) around the middle of ``area`` (left, top, width,
+    height in page pixels) with the mouse held down; returns ``time.perf_counter()`` just before the release,
+    which is when plotly sends the selection."""
+    cx, cy = area["left"] + area["width"] / 2, area["top"] + area["height"] / 2
+    radius = size * min(area["width"], area["height"])
+    ring = [(cx + radius * math.cos(2 * math.pi * i / 12), cy + radius * math.sin(2 * math.pi * i / 12))
+            for i in range(13)]
+    page.mouse.move(*ring[0])
+    page.mouse.down()
+    for x, y in ring[1:]:
+        page.mouse.move(x, y, steps=steps)
+    start = time.perf_counter()
+    page.mouse.up()
+    return start

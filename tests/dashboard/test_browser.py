@@ -7,7 +7,6 @@ test-artifacts/screenshots/. Skipped when Chromium or Playwright is missing (fai
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.serve import settle
+from benchmarks.serve import drag_lasso, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -315,16 +314,7 @@ def test_dashboard_in_chromium(server, tmp_path):
             page.locator('[data-testid="stRadio"] label', has_text="lasso a group").first.click()
             settle(page)
             page.wait_for_function(f"() => ({PLOT_AREA})() !== null", timeout=60_000)
-            area = page.evaluate(PLOT_AREA)
-            cx, cy = area["left"] + area["width"] / 2, area["top"] + area["height"] / 2
-            radius = 0.3 * min(area["width"], area["height"])
-            ring = [(cx + radius * math.cos(2 * math.pi * i / 12), cy + radius * math.sin(2 * math.pi * i / 12))
-                    for i in range(13)]
-            page.mouse.move(*ring[0])
-            page.mouse.down()
-            for x, y in ring[1:]:
-                page.mouse.move(x, y, steps=4)
-            page.mouse.up()
+            drag_lasso(page, page.evaluate(PLOT_AREA), 0.3, steps=4)
             page.get_by_text("Selection:").first.wait_for(timeout=60_000)
             settle(page)
             _no_error_boxes(page)
