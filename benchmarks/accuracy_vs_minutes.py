@@ -3,6 +3,8 @@
     python benchmarks/accuracy_vs_minutes.py pretrain --preset fmnist-30min --seed 0 --dir runs-minutes
     python benchmarks/accuracy_vs_minutes.py pretrain --preset fmnist-30min --seed 1 --dir runs-minutes
     python benchmarks/accuracy_vs_minutes.py report --preset fmnist-30min --dir runs-minutes --fractions 0.0111112,1
+    python benchmarks/accuracy_vs_minutes.py keep --dir runs-minutes --to benchmarks/measured/scores/fmnist-30min-v2
+    python benchmarks/accuracy_vs_minutes.py report ... --dir benchmarks/measured/scores/fmnist-30min-v2 --dir runs-more
 
 ``pretrain`` trains one seed and keeps the online encoder every ``--every`` epochs with the training
 seconds so far (evaluation time left out), so seeds can run in parallel processes. Pretraining never
@@ -17,7 +19,8 @@ seed"``). Every score keeps its per-image test correctness, cached beside the en
 draw and the test images (:func:`byol_core.stats.accuracy_summary`, :func:`byol_core.stats.difference`);
 the declared primary comparison (BYOL linear probe against supervised from scratch) is judged alone, the
 secondary ones with Holm's correction. Fraction 0.0111112 is 600 labels (60 a class) of the 54,000 left
-after validation. Writes JSON to benchmarks/results/ (``benchmarks/results_readme.py`` turns the copies
+after validation. ``keep`` copies finished seeds' scores without their encoders, and a report reads
+seeds from several folders, so seeds pretrained on different machines and days add up. Writes JSON to benchmarks/results/ (``benchmarks/results_readme.py`` turns the copies
 kept in benchmarks/measured/ into the README's tables).
 """
 
@@ -29,7 +32,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,8 @@ PROCEDURE = {
 _NOT_PRETRAINING = {"data.label_fraction", "data.labelled_subset", "data.subset_seed", "byol.knn_every_epochs"}
 _PRETRAINING_SECTIONS = ("data.", "augment.", "model.", "byol.")
 RESUME = "resume.pt"  # in a seed's folder while it pretrains
+# A seed kept as scores alone (``keep``): each kept encoder's epoch, step and seconds, without its weights.
+KEPT = "kept.json"
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
@@ -180,25 +185,27 @@ def _train(cfg: ExperimentConfig, splits: DataSplits, state: dict[str, torch.Ten
     return result.test_predictions.cpu().numpy().astype(np.int64), _last_val(events)
 
 
-def score_encoder(cfg: ExperimentConfig, splits: DataSplits, ck: dict[str, Any], cache: PredictionCache, last: bool,
-                  device: torch.device, supervised_too: bool = True, pixel_logistic: bool = True) -> None:
+def score_encoder(cfg: ExperimentConfig, splits: DataSplits, encoder_state: Callable[[], dict[str, torch.Tensor]],
+                  cache: PredictionCache, last: bool, device: torch.device, supervised_too: bool = True,
+                  pixel_logistic: bool = True) -> None:
     """Fill ``cache`` with what is missing: the validation probe of any kept encoder; for the last one also
-    each method's class per test image. Test images are scored once per model, after every choice is made."""
+    each method's class per test image. Test images are scored once per model, after every choice is made.
+    ``encoder_state`` is called only when something is missing, so a seed kept as scores alone reports."""
     if "labels" not in cache:
         cache.put(labels=splits.test.labels.numpy().astype(np.int64), labelled=len(splits.labelled_train))
     if "val_probe" not in cache or (last and "probe" not in cache):
-        predicted, val = _train(cfg, splits, ck["encoder"], supervised.LINEAR)
+        predicted, val = _train(cfg, splits, encoder_state(), supervised.LINEAR)
         cache.put(probe=predicted, val_probe=val)
     if not last:
         return
     if "knn" not in cache:
         encoder = build_encoder(cfg.model)
-        encoder.model.load_state_dict(ck["encoder"])
+        encoder.model.load_state_dict(encoder_state())
         cache.put(knn=knn_predictions(encoder.to(device), splits, cfg, device).numpy())
     if supervised_too:
         for key, mode in (("scratch", supervised.SCRATCH), ("finetune", supervised.FINETUNE)):
             if key not in cache:
-                predicted, val = _train(cfg, splits, ck["encoder"] if key == "finetune" else None, mode)
+                predicted, val = _train(cfg, splits, encoder_state() if key == "finetune" else None, mode)
                 cache.put(**{key: predicted, f"val_{key}": val})
     if "random_knn" not in cache:
         torch.manual_seed(cfg.seed)  # the random init of this seed, as the kNN stage draws it
@@ -283,27 +290,85 @@ def _has_caps(cfg: ExperimentConfig) -> bool:
     return any(v is not None for v in (cfg.data.max_train_images, cfg.data.max_test_images))
 
 
-def _finished(seed_dir: Path, splits: DataSplits, cfg: ExperimentConfig) -> list[Path]:
+def _kept(seed_dir: Path) -> list[dict[str, Any]]:
+    """Each kept encoder's file name, epoch, step and training seconds, oldest first: read from the encoders
+    where they are here, else from the record of a seed kept as scores alone."""
+    files = sorted(seed_dir.glob("epoch*.pt"))
+    if not files and (seed_dir / KEPT).is_file():
+        return json.loads((seed_dir / KEPT).read_text())["encoders"]
+    rows = []
+    for path in files:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        rows.append({"name": path.name, "epoch": int(ck["epoch"]), "step": int(ck["step"]),
+                     "train_seconds": float(ck["train_seconds"])})
+    return rows
+
+
+def _finished(seed_dir: Path, splits: DataSplits, cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """The seed's kept encoders when its last one (the end of the plan) is there, else nothing."""
-    kept = sorted(seed_dir.glob("epoch*.pt"))
+    kept = _kept(seed_dir)
     plan = StepPlan.for_data(len(splits.pretrain_images()), cfg.byol.optim)
-    if not kept or torch.load(kept[-1], map_location="cpu", weights_only=True)["step"] < plan.total_steps:
+    if not kept or kept[-1]["step"] < plan.total_steps:
         return []
     return kept
 
 
-def _seed_dirs(directory: Path) -> list[tuple[int, Path]]:
-    found = [(int(p.name[4:]), p) for p in directory.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
-    return sorted(found)
+def _encoder_loader(seed_dir: Path, name: str) -> Callable[[], dict[str, torch.Tensor]]:
+    def load() -> dict[str, torch.Tensor]:
+        path = seed_dir / name
+        if not path.is_file():
+            raise SystemExit(f"{seed_dir} keeps the scores of {name} but not the encoder, and these settings need "
+                             "scores it does not hold: report with the settings in its config.json, or pretrain "
+                             "this seed again")
+        return torch.load(path, map_location="cpu", weights_only=True)["encoder"]
+    return load
+
+
+def _seed_dirs(directories: Sequence[str]) -> list[tuple[int, Path]]:
+    """Every seed folder under the given folders; one seed in two of them is refused (which would it be?)."""
+    found: dict[int, Path] = {}
+    for directory in map(Path, directories):
+        for p in sorted(directory.glob("seed*")):
+            if not (p.is_dir() and p.name[4:].isdigit()):
+                continue
+            seed = int(p.name[4:])
+            if seed in found:
+                raise SystemExit(f"seed {seed} is in both {found[seed]} and {p}: keep one of them")
+            found[seed] = p
+    return sorted(found.items())
+
+
+def keep(args: argparse.Namespace) -> None:
+    """Keep each finished seed's scores without its encoders (kilobytes, not megabytes), where a later report
+    reads them beside seeds pretrained elsewhere: a seed costs an hour of CPU, and machines are replaced."""
+    kept_any = False
+    for seed, seed_dir in _seed_dirs(args.dir):
+        encoders = _kept(seed_dir)
+        caches = sorted(seed_dir.glob("scores-*.npz"))
+        if not encoders or not caches or not (seed_dir / "config.json").is_file():
+            print(f"seed {seed}: nothing scored in {seed_dir} yet; left out", flush=True)
+            continue
+        out = Path(args.to) / seed_dir.name
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text((seed_dir / "config.json").read_text())
+        atomic_write_json(out / KEPT, {"encoders": encoders})
+        for cache in caches:
+            with np.load(cache, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            atomic_write(out / cache.name, lambda fh, a=arrays: np.savez_compressed(fh, **a))
+        print(f"seed {seed}: {len(caches)} score files and {len(encoders)} encoder records in {out}", flush=True)
+        kept_any = True
+    if not kept_any:
+        raise SystemExit(f"no scored seed in {', '.join(args.dir)}: run report first")
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
     base = _config(args)
     device, _ = prepare_runtime(base)
     fractions = parse_fractions(args.fractions)
-    seed_dirs = _seed_dirs(Path(args.dir))
+    seed_dirs = _seed_dirs(args.dir)
     if not seed_dirs:
-        raise SystemExit(f"no seed folders in {args.dir}: run the pretrain command first")
+        raise SystemExit(f"no seed folders in {', '.join(args.dir)}: run the pretrain command first")
     curve: list[dict[str, Any]] = []
     correct: dict[float, dict[str, dict[int, np.ndarray]]] = {f: {} for f in fractions}
     val: dict[float, dict[str, dict[int, float]]] = {f: {} for f in fractions}
@@ -325,15 +390,14 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             print(f"seed {seed}, {len(splits.labelled_train):,} labelled images: labelled subset "
                   f"{cfg.data.labelled_subset!r} (subset seed {cfg.data.subset_seed})", flush=True)
             # The last encoder always; the curve every --curve-every epochs (a probe on all labels takes minutes).
-            kept = [p for p in kept if p == kept[-1] or int(p.stem[5:]) % args.curve_every == 0]
-            for path in kept:
-                last = path == kept[-1]
-                ck = torch.load(path, map_location="cpu", weights_only=True)
-                cache = PredictionCache(seed_dir, cfg, path.name)
-                score_encoder(cfg, splits, ck, cache, last, device, fraction < 1 or args.full_supervised,
-                              args.pixel_logistic)
+            kept = [e for e in kept if e is kept[-1] or e["epoch"] % args.curve_every == 0]
+            for encoder in kept:
+                last = encoder is kept[-1]
+                cache = PredictionCache(seed_dir, cfg, encoder["name"])
+                score_encoder(cfg, splits, _encoder_loader(seed_dir, encoder["name"]), cache, last, device,
+                              fraction < 1 or args.full_supervised, args.pixel_logistic)
                 row = {"seed": seed, "label_fraction": fraction, "labelled": int(cache.get("labelled")),
-                       "epoch": ck["epoch"], "minutes": ck["train_seconds"] / 60,
+                       "epoch": encoder["epoch"], "minutes": encoder["train_seconds"] / 60,
                        "val_probe": float(cache.get("val_probe"))}
                 if last:
                     labels = cache.get("labels")
@@ -341,7 +405,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
                         raise SystemExit(f"seed {seed} was scored on other test images; the comparison needs "
                                          "one test set (keep data.split_seed and the caps)")
                     test_labels = labels
-                    minutes[seed] = ck["train_seconds"] / 60
+                    minutes[seed] = encoder["train_seconds"] / 60
                     labelled[fraction].add(row["labelled"])
                     for key, name in METHODS.items():
                         if key in cache:
@@ -353,7 +417,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
                 curve.append(row)
                 print(json.dumps(row), flush=True)
     if not minutes:
-        raise SystemExit(f"no seed in {args.dir} has finished pretraining")
+        raise SystemExit(f"no seed in {', '.join(args.dir)} has finished pretraining")
     table = _validation_curve(curve, fractions)
     results = []
     for fraction in fractions:
@@ -401,7 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name)
         p.add_argument("--preset", default="fmnist-30min")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-        p.add_argument("--dir", default="runs-minutes")
+    sub.choices["pretrain"].add_argument("--dir", default="runs-minutes")
+    for name in ("report", "keep"):
+        p = sub.choices.get(name) or sub.add_parser(name, help="keep finished seeds' scores without their encoders")
+        p.add_argument("--dir", action="append", default=None, help="a folder of seeds (repeat it; default runs-minutes)")
+    sub.choices["keep"].add_argument("--to", required=True, help="where the seed folders of scores go")
     sub.choices["pretrain"].add_argument("--seed", type=int, default=0)
     sub.choices["pretrain"].add_argument("--every", type=int, default=2, help="keep the encoder every N epochs")
     rep = sub.choices["report"]
@@ -420,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         pretrain(args)
+        return
+    args.dir = args.dir or ["runs-minutes"]
+    if args.command == "keep":
+        keep(args)
         return
     args.out = args.out or str(ROOT / "benchmarks" / "results" / f"accuracy_vs_minutes-{args.preset}.json")
     report(args)

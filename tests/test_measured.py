@@ -288,6 +288,22 @@ def test_report_end_to_end_on_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     # Encoders pretrained with other settings are refused, naming the field.
     with pytest.raises(SystemExit, match="model.width"):
         avm.main([*report, "--set", "model.width=16"])
+    # Seeds kept as scores alone (no encoders) report the same numbers, from a folder of their own.
+    kept = tmp_path / "kept"
+    avm.main(["keep", "--dir", str(runs), "--to", str(kept)])
+    assert not list(kept.glob("seed*/*.pt")) and (kept / "seed1" / avm.KEPT).is_file()
+    assert not (kept / "seed7").exists()  # unscored: nothing to keep
+    from_scores = tmp_path / "from-scores.json"
+    avm.main(["report", "--preset", "tiny", "--dir", str(kept), "--set", "runtime.num_threads=1",
+              "--fractions", "0.5,1", "--out", str(from_scores)])
+    again = json.loads(from_scores.read_text())
+    assert again["fractions"] == data["fractions"] and again["curve"] == data["curve"]
+    with pytest.raises(SystemExit, match="seed 0 is in both"):
+        avm.main([*report, "--dir", str(kept)])
+    # Scores it does not hold cannot be made without the encoder: said, not a traceback.
+    with pytest.raises(SystemExit, match="keeps the scores of epoch001.pt but not the encoder"):
+        avm.main(["report", "--preset", "tiny", "--dir", str(kept), "--fractions", "0.25",
+                  "--out", str(tmp_path / "x.json")])
 
 
 def test_a_killed_seed_resumes_where_it_stopped_with_the_same_encoder(tmp_path: Path,
