@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from serve import drag_lasso, free_port, stop_server, wait_healthy
 
+from dashboard.explorer_chart import PLOT_CONFIG
+
 CHROMIUM = "/usr/bin/chromium"
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SWIFTSHADER_ARGS = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
@@ -56,6 +58,7 @@ from byol_core.analysis.embeddings import SavedSelection, load_selections, save_
 from dashboard import explorer_chart, selection
 from dashboard.explorer_chart import filtered_scatter
 explorer_chart.DRAW_MAX = int(os.environ["EXPLORER_DRAW_MAX"])
+explorer_chart.PLOT_CONFIG = {**explorer_chart.PLOT_CONFIG, "plotGlPixelRatio": float(os.environ["EXPLORER_GL_RATIO"])}
 
 N, VIEW, SAVE_DIR = int(os.environ["EXPLORER_POINTS"]), os.environ["EXPLORER_VIEW"], Path(os.environ["EXPLORER_SAVE"])
 CLASSES = [f"class {c}" for c in range(10)]
@@ -89,7 +92,7 @@ if VIEW == "plotly":
         with col:
             fig = filtered_scatter(xy, labels, CLASSES, shown, highlight=chosen, dragmode="lasso")
             st.plotly_chart(fig, key=f"plot.{side}", on_select=lambda side=side: picked(f"plot.{side}"),
-                            selection_mode=("points", "box", "lasso"), config={"displayModeBar": False})
+                            selection_mode=("points", "box", "lasso"), config=explorer_chart.PLOT_CONFIG)
 else:
     import pandas as pd
     from embedding_atlas.streamlit import embedding_atlas
@@ -152,7 +155,7 @@ def _lasso(page, size: float) -> float:
 
 
 def run_view(view: str, n: int, python: str, browser_args: list[str], changes: int,
-             screenshot: Path | None, draw_max: int = 20_000) -> dict:
+             screenshot: Path | None, draw_max: int = 20_000, gl_ratio: float | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     labels_count = [min(c, draw_max) for c in _class_counts(n)]  # the points a plot draws
@@ -160,10 +163,12 @@ def run_view(view: str, n: int, python: str, browser_args: list[str], changes: i
         app = Path(tmp) / "explorer_app.py"
         app.write_text(APP)
         env = {**os.environ, "EXPLORER_ROOT": str(ROOT), "EXPLORER_POINTS": str(n), "EXPLORER_VIEW": view,
-               "EXPLORER_SAVE": tmp, "EXPLORER_DRAW_MAX": str(draw_max)}
+               "EXPLORER_SAVE": tmp, "EXPLORER_DRAW_MAX": str(draw_max),
+               "EXPLORER_GL_RATIO": str(gl_ratio or PLOT_CONFIG["plotGlPixelRatio"])}
         proc, url = _serve(app, env, python)
         result: dict = {"view": view, "points": n, "browser_args": browser_args,
-                        "points_drawn": min(n, draw_max) if view == "plotly" else n}
+                        "points_drawn": min(n, draw_max) if view == "plotly" else n,
+                        "gl_pixel_ratio": (gl_ratio or PLOT_CONFIG["plotGlPixelRatio"]) if view == "plotly" else None}
         console: list[str] = []
         try:
             with sync_playwright() as p:
@@ -202,7 +207,9 @@ def run_view(view: str, n: int, python: str, browser_args: list[str], changes: i
                         lasso_s.append(time.perf_counter() - start)
                     result["lasso_s"] = [round(t, 3) for t in lasso_s]
                     result["lasso_median_s"] = statistics.median(lasso_s)
-                if screenshot is not None:
+                if screenshot is not None:  # a new session (no lasso left over): the filter's rows are saved
+                    page.reload()
+                    wait(everything)
                     _click_filter(page, "class 3")
                     wait(labels_count[3])
                     page.get_by_label("Name").fill("class three")
@@ -276,6 +283,8 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--projection", action="store_true")
     parser.add_argument("--all-points", action="store_true", help="also time plotly drawing all points")
+    parser.add_argument("--gl-ratio-before", type=float, default=None,
+                        help="also time the page with this plotGlPixelRatio (plotly's default: 2), the same run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -293,6 +302,9 @@ def main() -> None:
                      "load_average_at_start": os.getloadavg(), "budget_s": BUDGET_S, "views": []}
     results["views"].append(run_view("plotly", args.points, sys.executable, BASE_ARGS, args.changes,
                                      args.screenshot))
+    if args.gl_ratio_before:  # the drawing the page had before, timed beside the current one
+        results["views"].append(run_view("plotly", args.points, sys.executable, BASE_ARGS, args.changes, None,
+                                         gl_ratio=args.gl_ratio_before))
     if args.all_points:  # the same page drawing every point: the "before" of the sampled drawing
         results["views"].append(run_view("plotly", args.points, sys.executable, BASE_ARGS, args.changes, None,
                                          draw_max=10**9))
@@ -307,6 +319,7 @@ def main() -> None:
           f"{'lasso median s':>15}  error")
     for r in results["views"]:
         flags = "swiftshader" if any("swiftshader" in a for a in r["browser_args"]) else "--disable-gpu"
+        flags += f" gl×{r['gl_pixel_ratio']:g}" if r.get("gl_pixel_ratio") else ""
         cells = [f"{r[k]:.2f}" if isinstance(r.get(k), float) else "–"
                  for k in ("first_draw_s", "filter_median_s", "filter_max_s", "lasso_median_s")]
         print(f"{r['view']:8} {flags:12} {r['points_drawn']:>7} {cells[0]:>12} {cells[1]:>16} {cells[2]:>13} {cells[3]:>15}  "

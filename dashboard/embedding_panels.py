@@ -295,7 +295,7 @@ def show_column(plot: EncoderPlot, side: str, *, layout: str, dragmode: str, sho
     sampled = len(explorer_chart.drawn_rows(len(es), shown)) < (len(es) if shown is None else len(shown))
     region = (xy, shown) if sampled else (None, None)
     st.plotly_chart(fig, key=key, on_select=lambda: _picked(key, plot.data_key, *region),
-                    selection_mode=("points", "box", "lasso"), config={"displayModeBar": False, "scrollZoom": True})
+                    selection_mode=("points", "box", "lasso"), config=explorer_chart.PLOT_CONFIG)
     kind = "test images" if es.parts is None else "images"
     count = f"{len(es)} {kind}" if shown is None else f"{len(shown)} of {len(es)} {kind} pass the filters"
     drawn = "UMAP" if note == "" and layout == "UMAP" else "PCA"

@@ -21,6 +21,11 @@ FILTERED_OUT = "filtered out"
 GREY = "rgba(156,163,175,0.25)"
 DRAW_MAX = 20_000  # points drawn in colour at most (a seeded sample beyond)
 BACKGROUND_MAX = 10_000  # grey filtered-out points drawn at most: context only
+# How the scatters are drawn. plotly renders WebGL at twice the page's pixels by default; in a browser
+# without a GPU (software WebGL) every filter or lasso, which redraws both plots from new canvases, costs
+# four times the pixels: at 1 a filter at 100,000 points answered in about 0.6 of the time
+# (benchmarks/explorer_points.py). Markers of a few pixels look the same.
+PLOT_CONFIG = {"displayModeBar": False, "scrollZoom": True, "plotGlPixelRatio": 1}
 
 
 def _sample(rows: np.ndarray, limit: int, keep: np.ndarray | None = None) -> np.ndarray:
