@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 
@@ -160,9 +163,54 @@ def set_augment_cfg(cfg: AugmentConfig) -> None:
 
 
 # --------------------------------------------------------------------------- data
+# A page's reruns (a filter, a lasso, a slider) ask for the same data many times a minute. byol_core's cache
+# answers at once for a built-in set, but for an image folder each ask lists the folder again to notice changed
+# files: about a second per 100,000 files, most of a filter's time on the Embeddings page at that size. Splits
+# asked for again within SPLITS_REUSE_S of the last ask are reused, for at most SPLITS_MAX_AGE_S after their
+# listing (a person clicking through filters lists the folder every two minutes, not every click); then the
+# loader looks at the disk again. Every job lists afresh in its own process.
+SPLITS_REUSE_S = 15.0
+SPLITS_MAX_AGE_S = 120.0
+
+
+class RecentSplits:
+    """The last few ``load_data`` results by config, reused while asked for again within :data:`SPLITS_REUSE_S`
+    seconds and for at most :data:`SPLITS_MAX_AGE_S` after they were loaded."""
+
+    def __init__(self, load: Callable[..., DataSplits], clock: Callable[[], float] = time.monotonic,
+                 size: int = 4) -> None:
+        self._load, self._clock, self._size = load, clock, size
+        self._items: dict[DataConfig, tuple[float, float, DataSplits]] = {}  # loaded at, last asked, splits
+        self._lock = threading.Lock()
+
+    def get(self, cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
+        now = self._clock()
+        with self._lock:
+            hit = self._items.get(cfg)
+        # A folder deleted meanwhile (an upload removed) is never answered from memory.
+        gone = cfg.folder is not None and not os.path.isdir(os.path.expanduser(cfg.folder))
+        if hit is not None and now - hit[1] < SPLITS_REUSE_S and now - hit[0] < SPLITS_MAX_AGE_S and not gone:
+            splits = hit[2]
+            with self._lock:
+                self._items[cfg] = (hit[0], now, splits)
+            # Fresh lists, as load_data hands out: a caller appending to them cannot change the kept copy.
+            return dataclasses.replace(splits, classes=list(splits.classes),
+                                       skipped_files=list(splits.skipped_files))
+        splits = self._load(cfg, progress=progress)
+        with self._lock:
+            self._items.pop(cfg, None)
+            self._items[cfg] = (now, now, splits)
+            while len(self._items) > self._size:
+                self._items.pop(next(iter(self._items)))
+        return splits
+
+
+_recent_splits = RecentSplits(load_data)
+
+
 def load_splits(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
-    """``load_data`` (cached in-process by byol_core; a hit costs microseconds)."""
-    return load_data(cfg, progress=progress)
+    """``load_data``, reused for a few seconds per config (:class:`RecentSplits`)."""
+    return _recent_splits.get(cfg, progress)
 
 
 def load_with_progress(cfg: DataConfig) -> DataSplits:
