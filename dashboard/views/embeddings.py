@@ -37,7 +37,7 @@ by_id = {s.id: s for s in encoders}
 
 st.title("Embeddings")
 st.markdown(
-    "Each dot is a test image, placed by the encoder's features (squeezed to 2-D) and coloured by its "
+    "Each dot is an image (the test images, or the whole collection), placed by the encoder's features (squeezed to 2-D) and coloured by its "
     "**true class**, which BYOL never saw. Tight, separate colours mean the features already know the classes; "
     "compare a trained encoder with a **random init** of the same network. Click a dot to see the image and its "
     "nearest neighbours; switch the mouse to **lasso a group** and drag around several dots to see their images "
