@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -167,8 +168,6 @@ def child(folder: Path, args: argparse.Namespace) -> None:
                 out["first_step_at"] = time.time()
                 out["after_import_s"] = round(time.time() - IMPORTED, 1)
             steps.append(event)
-
-    import threading
 
     stop = threading.Event()
     splits = load_data(cfg.data)
