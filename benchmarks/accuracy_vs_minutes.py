@@ -20,8 +20,9 @@ draw and the test images (:func:`byol_core.stats.accuracy_summary`, :func:`byol_
 the declared primary comparison (BYOL linear probe against supervised from scratch) is judged alone, the
 secondary ones with Holm's correction. Fraction 0.0111112 is 600 labels (60 a class) of the 54,000 left
 after validation. ``keep`` copies finished seeds' scores without their encoders, and a report reads
-seeds from several folders, so seeds pretrained on different machines and days add up. Writes JSON to benchmarks/results/ (``benchmarks/results_readme.py`` turns the copies
-kept in benchmarks/measured/ into the README's tables).
+seeds from several folders, so seeds pretrained on different machines and days add up. Writes JSON to
+benchmarks/results/ (``benchmarks/results_readme.py`` turns the copies kept in benchmarks/measured/ into the
+README's tables).
 """
 
 from __future__ import annotations
