@@ -436,6 +436,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
            "minutes_per_seed": spent, "minutes_range": [min(spent), max(spent)],
            "test_images": int(test_labels.size), "fractions": results, "curve": table, "per_seed": curve,
            "config": to_dict(base)}
+    if args.timing_note:
+        out["timing_note"] = args.timing_note
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}")
     return out
@@ -481,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also train scratch and fine-tune with 100%% of the labels (slow)")
     rep.add_argument("--pixel-logistic", action=argparse.BooleanOptionalAction, default=True,
                      help="score the raw-pixel logistic regression floor (minutes with all labels)")
+    rep.add_argument("--timing-note", default=None,
+                     help="how the seeds' minutes were taken, when they differ (threads, other load): shown with them")
     rep.add_argument("--out", default=None, help="default: benchmarks/results/accuracy_vs_minutes-<preset>.json")
     return parser
 

@@ -295,9 +295,12 @@ def test_report_end_to_end_on_tiny(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (kept / "seed7").exists()  # unscored: nothing to keep
     from_scores = tmp_path / "from-scores.json"
     avm.main(["report", "--preset", "tiny", "--dir", str(kept), "--set", "runtime.num_threads=1",
-              "--fractions", "0.5,1", "--out", str(from_scores)])
+              "--fractions", "0.5,1", "--out", str(from_scores), "--timing-note", "seed 1 on other cores"])
     again = json.loads(from_scores.read_text())
     assert again["fractions"] == data["fractions"] and again["curve"] == data["curve"]
+    assert again["timing_note"] == "seed 1 on other cores" and "timing_note" not in data
+    shutil.copy(from_scores, measured / out.name)  # the README says how the minutes were taken
+    assert "(seed 1 on other cores)." in results_readme.render(measured)
     with pytest.raises(SystemExit, match="seed 0 is in both"):
         avm.main([*report, "--dir", str(kept)])
     # Scores it does not hold cannot be made without the encoder: said, not a traceback.
