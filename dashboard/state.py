@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -193,9 +192,7 @@ class RecentSplits:
             splits = hit[2]
             with self._lock:
                 self._items[cfg] = (hit[0], now, splits)
-            # Fresh lists, as load_data hands out: a caller appending to them cannot change the kept copy.
-            return dataclasses.replace(splits, classes=list(splits.classes),
-                                       skipped_files=list(splits.skipped_files))
+            return splits.handed_out()
         splits = self._load(cfg, progress=progress)
         with self._lock:
             self._items.pop(cfg, None)

@@ -13,7 +13,6 @@ storage with the cache and must treat them as read-only (use ``.clone()`` or
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -100,8 +99,6 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> DataSplits:
         _SPLITS_CACHE.put(splits_key, splits)
     report(f"Loaded {cfg.name}: {len(splits.train)} train, {len(splits.val)} validation, "
            f"{len(splits.test)} test, {len(splits.unlabeled)} unlabelled images", 1.0)
-    # Fresh lists so a caller appending to them cannot change the cached copy.
-    return dataclasses.replace(splits, classes=list(splits.classes),
-                               skipped_files=list(splits.skipped_files))
+    return splits.handed_out()
 
 

@@ -8,7 +8,7 @@ the folder's cache. Augmentation and normalisation happen later on the device.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,10 @@ class DataSplits:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def handed_out(self) -> DataSplits:
+        """The same splits with lists of their own: a caller appending to them cannot change a cached copy."""
+        return replace(self, classes=list(self.classes), skipped_files=list(self.skipped_files))
 
     def pretrain_images(self) -> torch.Tensor | DiskImages:
         """Train plus extra unlabelled images: what BYOL pretrains on (read-only; may be shared).
