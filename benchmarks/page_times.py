@@ -18,6 +18,7 @@ drives Chromium with Playwright:
   preview         the Data page's own "drawn in N ms" (the augmentation preview), every time it is drawn
   filter          Embeddings: the "Colour by" choice flipped (a widget change over the same encoders)
   shutdown        SIGTERM until the server has exited
+  floor           (--floor) reloads of a Streamlit app of one heading and one line, same browser, same load
 
 Two conditions: ``idle``, and ``job``: beside one BYOL pretraining job (``--job-preset``, many epochs) that a
 job manager in another process (as a second dashboard would) trains in its worker process all through the
@@ -346,6 +347,10 @@ def measure_condition(args: argparse.Namespace, template: Path, condition: str) 
                      for option in ("correct / incorrect", "true class")]
             result["filter_s"] = [v for v in flips if v is not None]
             print("  filter " + ", ".join(f"{v:.2f}" for v in result["filter_s"]), flush=True)
+            if args.floor:
+                result["floor_reload_s"] = measure_floor(browser, folder, args.repeats * len(PAGES))
+                print("  floor (a one-heading Streamlit app) " + ", ".join(f"{v:.2f}" for v in
+                                                                          result["floor_reload_s"]), flush=True)
             if job is not None:
                 result["job_state_at_end"] = job.status().get("state")
                 result["job_step_at_end"] = job.status().get("step")
@@ -359,6 +364,34 @@ def measure_condition(args: argparse.Namespace, template: Path, condition: str) 
     print(f"  shutdown {result['shutdown_s']:.2f} s", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+FLOOR_APP = 'import streamlit as st\n\nst.title("Floor")\nst.write("One heading and one line: what any page costs.")\n'
+
+
+def measure_floor(browser, folder: Path, reloads: int) -> list[float]:
+    """Warm reloads of a Streamlit app of one heading and one line, served and drawn like the dashboard, under the
+    same load: what a reload costs before any page of ours draws anything (the floor under the targets)."""
+    app = folder / "floor_app.py"
+    app.write_text(FLOOR_APP)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(INIT_SCRIPT)
+    page = context.new_page()
+    with open(folder / "floor.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",
+             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(url, proc)
+            goto(page, url, "Floor")
+            goto(page, url, "Floor")
+            return [reload(page, "Floor") for _ in range(reloads)]
+        finally:
+            context.close()
+            stop_server(proc, timeout=60)
 
 
 # --------------------------------------------------------------------------- summary and table
@@ -382,6 +415,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "preview_ms": _median(result.get("preview_ms") or []),
         "filter_s": _median(result.get("filter_s") or []),
         "shutdown_s": result.get("shutdown_s"),
+        "floor_reload_s": _median(result.get("floor_reload_s") or []),
     }
 
 
@@ -403,7 +437,8 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
              ("data-set switch (first: loads the set)", "data_switch_first_s", None, "s", TARGETS["data_switch_s"]),
              ("augmentation preview (its own draw)", "preview_ms", None, "ms", TARGETS["preview_ms"]),
              ("Embeddings filter (colour by)", "filter_s", None, "s", TARGETS["filter_s"]),
-             ("server shutdown", "shutdown_s", None, "s", None)]
+             ("server shutdown", "shutdown_s", None, "s", None),
+             ("floor: reload of a one-heading Streamlit app", "floor_reload_s", None, "s", None)]
     head = f"| measure | target | {' | '.join(conditions)} |"
     lines = [head, "|" + "---|" * (2 + len(conditions))]
     for title, key, sub, unit, target in rows:
@@ -439,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-preset", default="cpu-quick", help="the training job's preset (condition 'job')")
     parser.add_argument("--job-epochs", type=float, default=50, help="enough that it trains all through")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="runs folders and logs")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time reloads of a one-heading Streamlit app under the same load")
     args = parser.parse_args(argv)
     args.app_root = args.app_root.resolve()
     if not Path(CHROMIUM).exists():

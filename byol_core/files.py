@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .text import json_nesting
+from .text import json_nesting, size_text
 
 MAX_RUN_FILE_DEPTH = 64  # our own JSON files nest a few levels; a deeper one was damaged or planted
 LOCK_POLL_S = 0.02  # how often a waiting process tries a busy lock again
@@ -43,14 +43,9 @@ class DiskFullError(OSError, ValueError):
 def free_space(folder: str | Path) -> str:
     """The free space of the disk holding ``folder``, for people (e.g. ``4.0 KB``); "unknown" when unreadable."""
     try:
-        free = float(shutil.disk_usage(folder).free)
+        return size_text(shutil.disk_usage(folder).free)
     except OSError:
         return "unknown"
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if free < 1024 or unit == "GB":
-            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
-        free /= 1024
-    return "unknown"  # not reached
 
 
 def disk_full(exc: BaseException, folder: str | Path) -> DiskFullError | None:

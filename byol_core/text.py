@@ -87,3 +87,12 @@ def parse_json(text: str, what: str, *, max_bytes: int, max_depth: int, size: in
         return json.loads(text)
     except ValueError as exc:  # JSONDecodeError, and numbers with more digits than Python converts
         raise error(f"{what} is not valid JSON: {exc}") from exc
+
+
+def size_text(n: float) -> str:
+    """A byte count for people: ``512 bytes``, ``4.0 KB``, ``2.7 GB`` (GB is the largest unit)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # not reached

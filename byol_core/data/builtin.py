@@ -1,8 +1,10 @@
 """Where images come from: the built-in digits, Fashion-MNIST, CIFAR-10 and STL10 (torchvision's
 downloads, or Debian's Fashion-MNIST files), and image folders (:mod:`byol_core.data.folder`).
 
-Each loader decodes its source into :class:`~byol_core.data.loading.Source` (uint8 images, int64 labels);
-:func:`byol_core.data.loading.load_data` splits and caches the result.
+Each source ends up as a :class:`~byol_core.data.types.Source` (uint8 images, int64 labels) that
+:func:`byol_core.data.loading.load_data` splits. The downloaded sets are decoded once into a disk cache
+(:mod:`.builtin_cache`) and read from it a batch at a time, as image folders are; the 1,797 bundled digits
+(115 KB) stay in memory, where a cache would buy nothing.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import DATASETS, DataConfig
+from .builtin_cache import Decoded, Part, cache_folder, cached_set
 from .folder import folder_source_key, load_folder
 from .splits import split_rng
 from .types import DataError, ImageSet, Progress, Source, as_image_set
@@ -57,11 +62,21 @@ def source_key(cfg: DataConfig) -> tuple:
 
 
 def load_source(cfg: DataConfig, report: Progress) -> Source:
-    loaders = {"digits": _load_digits, "fashion-mnist": _load_fashion_mnist,
-               "cifar10": _load_cifar10, "stl10": _load_stl10, "folder": load_folder}
-    if cfg.name not in loaders:
+    if cfg.name == "digits":
+        return _load_digits(cfg, report)
+    if cfg.name == "folder":
+        return load_folder(cfg, report)
+    if cfg.name not in _DOWNLOADED:
         raise DataError(f"unknown data set {cfg.name!r}; choose one of {list(DATASETS)}.")
-    return loaders[cfg.name](cfg, report)
+    source_folder, files, decode = _DOWNLOADED[cfg.name](cfg, report)
+    where = cache_folder(cfg.root, cfg.name, source_folder)
+    cached = cached_set(cfg.name, where, files, decode, report)
+    report(f"Reading {cfg.name} from its disk cache at {where}", 0.9)
+    parts = cached.parts
+    unlabeled = parts.get("unlabeled")
+    if unlabeled is not None:
+        unlabeled = _capped_unlabeled(unlabeled, cfg)
+    return Source(classes=cached.classes, train=parts["train"], test=parts.get("test"), unlabeled=unlabeled)
 
 
 def _digits_csv() -> Path | None:
@@ -133,83 +148,121 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Ankle boot")
 
 
-def _load_fashion_mnist(cfg: DataConfig, report: Progress) -> Source:
+def _fashion_mnist(cfg: DataConfig, report: Progress) -> tuple[Path, list[Path], Callable[[], Decoded]]:
+    """Where Fashion-MNIST's files are (Debian's idx files, else torchvision's), and how to decode them."""
     classes = list(FASHION_CLASSES)
     directory = _fashion_dir()
     if _has_debian_fashion(directory):
-        sets = []
+        def decode_idx() -> Decoded:
+            parts = {}
+            for split in ("train", "test"):
+                images = _read_idx(directory / _FASHION_FILES[f"{split}_images"], 2051)
+                labels = _read_idx(directory / _FASHION_FILES[f"{split}_labels"], 2049)
+                if len(images) != len(labels):
+                    raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} "
+                                    f"labels; replace the files with the original ones.")
+                parts[split] = Part.in_memory(images[:, None], labels)
+                report(f"Decoded fashion-mnist {split} from {directory}", 0.2 if split == "train" else 0.4)
+            return Decoded(classes, parts)
+
+        return directory, [directory / f for f in _FASHION_FILES.values()], decode_idx
+
+    raw = Path(cfg.root) / "FashionMNIST" / "raw"
+
+    def decode_torchvision() -> Decoded:
+        from torchvision.datasets import FashionMNIST  # only here: importing torchvision costs seconds
+
+        parts = {}
+        for train in (True, False):
+            try:
+                ds = FashionMNIST(root=cfg.root, train=train, download=cfg.download)
+            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
+                raise _torchvision_error("fashion-mnist", cfg, "FashionMNIST/raw/*-ubyte, or install "
+                                         "Debian's dataset-fashion-mnist package", exc) from exc
+            parts["train" if train else "test"] = Part.in_memory(ds.data.unsqueeze(1).numpy(), ds.targets)
+            report(f"Decoded fashion-mnist {'train' if train else 'test'}", 0.2 if train else 0.4)
+        return Decoded(classes, parts)
+
+    return raw, [raw / f.removesuffix(".gz") for f in _FASHION_FILES.values()], decode_torchvision
+
+
+def _cifar10(cfg: DataConfig, report: Progress) -> tuple[Path, list[Path], Callable[[], Decoded]]:
+    base = Path(cfg.root) / "cifar-10-batches-py"
+    files = [base / f"data_batch_{i}" for i in range(1, 6)] + [base / "test_batch", base / "batches.meta"]
+
+    def decode() -> Decoded:
+        from torchvision.datasets import CIFAR10
+
+        parts, classes = {}, []
+        for train in (True, False):
+            try:
+                ds = CIFAR10(root=cfg.root, train=train, download=cfg.download)
+            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
+                raise _torchvision_error("cifar10", cfg, "cifar-10-batches-py/", exc) from exc
+            # .data is (N, H, W, C) numpy; reading it directly avoids a PIL round trip per image.
+            parts["train" if train else "test"] = Part.in_memory(np.asarray(ds.data).transpose(0, 3, 1, 2),
+                                                                 ds.targets)
+            classes = list(ds.classes)
+            report(f"Decoded cifar10 {'train' if train else 'test'}", 0.2 if train else 0.4)
+        return Decoded(classes, parts)
+
+    return base, files, decode
+
+
+def _stl10(cfg: DataConfig, report: Progress) -> tuple[Path, list[Path], Callable[[], Decoded]]:
+    base = Path(cfg.root) / "stl10_binary"
+    files = [base / f for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin")]
+
+    def decode() -> Decoded:
+        from torchvision.datasets import STL10
+
+        parts, classes = {}, list(_STL10_CLASSES)
         for split in ("train", "test"):
-            images = _read_idx(directory / _FASHION_FILES[f"{split}_images"], 2051)
-            labels = _read_idx(directory / _FASHION_FILES[f"{split}_labels"], 2049)
-            if len(images) != len(labels):
-                raise DataError(f"{directory}: {split} has {len(images)} images but {len(labels)} "
-                                f"labels; replace the files with the original ones.")
-            sets.append(as_image_set(images[:, None], labels))
-            report(f"Loaded fashion-mnist {split} from {directory}", 0.45 if split == "train" else 0.9)
-        return Source(classes=classes, train=sets[0], test=sets[1])
+            try:
+                ds = STL10(root=cfg.root, split=split, download=cfg.download)
+            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
+                raise _torchvision_error("stl10", cfg, "stl10_binary/", exc) from exc
+            parts[split] = Part.in_memory(ds.data, ds.labels)
+            classes = list(getattr(ds, "classes", classes))
+            report(f"Decoded stl10 {split}", 0.2 if split == "train" else 0.3)
+        parts["unlabeled"] = _stl10_unlabeled(base / "unlabeled_X.bin", cfg)
+        return Decoded(classes, parts)
 
-    from torchvision.datasets import FashionMNIST  # only here: importing torchvision costs seconds (torch._dynamo)
-
-    sets = []
-    for train in (True, False):
-        try:
-            ds = FashionMNIST(root=cfg.root, train=train, download=cfg.download)
-        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
-            raise _torchvision_error("fashion-mnist", cfg, "FashionMNIST/raw/*-ubyte, or install "
-                                     "Debian's dataset-fashion-mnist package", exc) from exc
-        sets.append(as_image_set(ds.data.unsqueeze(1), ds.targets))
-        report(f"Loaded fashion-mnist {'train' if train else 'test'}", 0.45 if train else 0.9)
-    return Source(classes=classes, train=sets[0], test=sets[1])
+    return base, files, decode
 
 
-def _load_cifar10(cfg: DataConfig, report: Progress) -> Source:
-    from torchvision.datasets import CIFAR10
-
-    sets, classes = [], []
-    for train in (True, False):
-        try:
-            ds = CIFAR10(root=cfg.root, train=train, download=cfg.download)
-        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
-            raise _torchvision_error("cifar10", cfg, "cifar-10-batches-py/", exc) from exc
-        # .data is (N, H, W, C) numpy; reading it directly avoids a PIL round trip per image.
-        sets.append(as_image_set(np.asarray(ds.data).transpose(0, 3, 1, 2), ds.targets))
-        classes = list(ds.classes)
-        report(f"Loaded cifar10 {'train' if train else 'test'}", 0.45 if train else 0.9)
-    return Source(classes=classes, train=sets[0], test=sets[1])
+_DOWNLOADED = {"fashion-mnist": _fashion_mnist, "cifar10": _cifar10, "stl10": _stl10}
+STL10_SIDE = 96
 
 
-def _load_stl10(cfg: DataConfig, report: Progress) -> Source:
-    from torchvision.datasets import STL10
+def _stl10_unlabeled(path: Path, cfg: DataConfig) -> Part:
+    """The unlabelled split (2.7 GB), read a run of rows at a time while it is copied into the cache.
 
-    sets, classes, base = [], list(_STL10_CLASSES), Path(cfg.root)
-    for split in ("train", "test"):
-        try:
-            ds = STL10(root=cfg.root, split=split, download=cfg.download)
-        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
-            raise _torchvision_error("stl10", cfg, "stl10_binary/", exc) from exc
-        sets.append(as_image_set(ds.data, ds.labels))
-        classes = list(getattr(ds, "classes", classes))
-        base = Path(ds.root) / ds.base_folder
-        report(f"Loaded stl10 {split}", 0.3 if split == "train" else 0.5)
-    unlabeled = _read_stl10_unlabeled(base / "unlabeled_X.bin", cfg)
-    report("Loaded stl10 unlabeled", 0.9)
-    return Source(classes=classes, train=sets[0], test=sets[1], unlabeled=unlabeled)
-
-
-def _read_stl10_unlabeled(path: Path, cfg: DataConfig) -> ImageSet:
-    """Read the (possibly capped) unlabelled split without loading all 100k images.
-
-    The file (already checked by torchvision) uses the layout torchvision's STL10 reads:
-    raw uint8 (N, 3, 96, 96) with each channel stored column-major.
+    The file uses the layout torchvision's STL10 reads: raw uint8 (N, 3, 96, 96) with each channel stored
+    column-major, so each run of rows is transposed to (C, H, W).
     """
+    row_bytes = 3 * STL10_SIDE * STL10_SIDE
     try:
-        flat = np.memmap(path, dtype=np.uint8, mode="r")
-    except (OSError, ValueError) as exc:
+        size = path.stat().st_size
+    except OSError as exc:
         raise DataError(f"could not read stl10 unlabelled images from {path}: {exc}. "
                         f"Delete stl10_binary/ under {cfg.root} and download it again.") from exc
-    all_images = flat.reshape(-1, 3, 96, 96)
-    n = len(all_images)
+    if size % row_bytes:
+        raise DataError(f"{path} holds {size} bytes, not a whole number of 96x96 colour images; "
+                        f"delete stl10_binary/ under {cfg.root} and download it again.")
+
+    def read(start: int, end: int) -> np.ndarray:
+        rows = np.fromfile(path, dtype=np.uint8, count=(end - start) * row_bytes, offset=start * row_bytes)
+        return rows.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 1, 3, 2)
+
+    return Part(np.full(size // row_bytes, -1, dtype=np.int64), read)
+
+
+def _capped_unlabeled(unlabeled: ImageSet, cfg: DataConfig) -> ImageSet:
+    """``data.max_unlabeled_images`` of the unlabelled images, drawn from their own random stream: rows of the
+    cache, nothing read."""
+    n = len(unlabeled)
     cap = n if cfg.max_unlabeled_images is None else min(cfg.max_unlabeled_images, n)
-    index = np.arange(n) if cap == n else np.sort(split_rng(cfg, 5).choice(n, cap, replace=False))
-    images = np.ascontiguousarray(all_images[index].transpose(0, 1, 3, 2))
-    return as_image_set(images, np.full(len(images), -1))
+    if cap == n:
+        return unlabeled
+    return unlabeled.subset(torch.from_numpy(np.sort(split_rng(cfg, 5).choice(n, cap, replace=False))))

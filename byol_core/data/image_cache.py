@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write_json, exclusive_lock, parse_jsonl, read_json_object
+from ..text import size_text
 from .disk_images import DiskImages
 from .types import DataError
 
@@ -74,14 +75,6 @@ def cache_root(data_root: str | Path) -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path(data_root).expanduser() / "cache").expanduser().absolute()
 
 
-def _size_text(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # not reached
-
-
 def _duration_text(seconds: float) -> str:
     if seconds < 90:
         return f"{max(seconds, 1):.0f} s"
@@ -117,10 +110,10 @@ class CachePlan:
 
     def describe(self) -> str:
         if self.to_decode == 0:
-            return f"all {self.images:,} images are in the cache ({_size_text(self.cache_bytes)} at {self.where})"
-        free = "free space unknown" if self.free_bytes is None else f"{_size_text(self.free_bytes)} free"
+            return f"all {self.images:,} images are in the cache ({size_text(self.cache_bytes)} at {self.where})"
+        free = "free space unknown" if self.free_bytes is None else f"{size_text(self.free_bytes)} free"
         return (f"{self.to_decode:,} of {self.images:,} images to decode into the cache: "
-                f"{_size_text(self.bytes_needed)} more on the disk of {self.where} ({free}), about "
+                f"{size_text(self.bytes_needed)} more on the disk of {self.where} ({free}), about "
                 f"{_duration_text(self.seconds)} at ~{IMAGES_PER_S_PER_WORKER * self.workers:.0f} images/s "
                 f"with {self.workers} worker process(es)")
 
@@ -128,9 +121,9 @@ class CachePlan:
         """Why the cache cannot be written (too little disk), naming what to do; None when it can."""
         if self.free_bytes is None or self.bytes_needed + MIN_FREE_AFTER <= self.free_bytes:
             return None
-        return (f"the image cache needs {_size_text(self.bytes_needed + MIN_FREE_AFTER)} free at {self.where} for "
-                f"{self.to_decode:,} images ({_size_text(self.row_bytes)} each at this size; the first pass would "
-                f"take about {_duration_text(self.seconds)}), but {_size_text(self.free_bytes)} are free. Free "
+        return (f"the image cache needs {size_text(self.bytes_needed + MIN_FREE_AFTER)} free at {self.where} for "
+                f"{self.to_decode:,} images ({size_text(self.row_bytes)} each at this size; the first pass would "
+                f"take about {_duration_text(self.seconds)}), but {size_text(self.free_bytes)} are free. Free "
                 f"disk space there, set {CACHE_ENV} to a folder on a larger disk, lower data.folder_image_size, "
                 "or point data.folder at fewer images.")
 

@@ -17,6 +17,7 @@ from byol_core.config import DATASETS, DataConfig
 from byol_core.data import DataError, DataSplits, ImageSet, available_datasets, clear_cache, load_data
 from byol_core.data import builtin as data_sources
 from byol_core.data import splits as data_splits
+from byol_core.data.disk_images import is_disk_backed
 
 
 @pytest.fixture(autouse=True)
@@ -265,7 +266,7 @@ def test_cifar10_via_torchvision(tmp_path, monkeypatch):
     assert torch.equal(s.test.images, torch.from_numpy(test_chw))
     assert torch.equal(s.test.labels, torch.tensor([3, 1, 4]))
     assert len(s.mean) == 3 and len(s.std) == 3
-    assert s.train.images.is_contiguous()
+    assert is_disk_backed(s.train.images) and is_disk_backed(s.test.images)  # read from the set's disk cache
 
 
 # --------------------------------------------------------------------------- stl10
