@@ -137,7 +137,7 @@ def _walk(page, url: str, result: dict, screenshot: Path) -> None:
     settle(page, 60_000)
     result["saved"] = saved.first.inner_text()
     page.get_by_role("tab", name="Export").click()
-    page.get_by_role("button", name="Write Parquet").click()
+    page.get_by_role("button", name="Write Parquet").click()  # the Export tool is drawn once its tab is open
     page.get_by_text("Written:").first.wait_for(timeout=600_000)
     settle(page, 60_000)
     page.mouse.move(5, 5)  # the export button's tooltip would cover the tabs

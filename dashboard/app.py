@@ -1,12 +1,20 @@
-"""BYOL Lab's dashboard: ``streamlit run dashboard/app.py``.
+"""BYOL Lab's dashboard server: ``streamlit run dashboard/app.py``.
 
-Four pages over ``byol_core``: pick data and tweak BYOL's augmentations, train BYOL and
-supervised baselines in the background, compare their test accuracy, and look at the embeddings.
+An ``st.App`` (Streamlit's ASGI app) that serves :mod:`dashboard.navigation`, the script each browser session runs.
+It exists for its hooks. At start, the modules every page imports (``byol_core``, and with it torch: about 2 s on
+2 cores) are imported in a background thread as the server starts, while the browser is still loading Streamlit's
+JavaScript, instead of inside the first page's run. The server answers at once; a session that arrives before the
+imports end waits for them in its own ``import``. At exit, every job stops and saves its checkpoint: the server ends
+by re-raising the signal it caught, and a process ended by a signal runs no ``atexit`` hook.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,44 +23,21 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on sys.path, no
 
 import streamlit as st
 
-from dashboard import state
-
-PAGES_DIR = Path(__file__).resolve().parent / "views"
-
-st.set_page_config(page_title="BYOL Lab", page_icon=":material/blur_on:", layout="wide")
-
-# Every page has its own address (/data, /train, /compare, /embeddings). Streamlit serves its default page at
-# the root URL only (a default page's url_path answers "Page not found"), so the default is a hidden page that
-# opens the Data page at /data.
-pages = [
-    st.Page(PAGES_DIR / "data.py", title="Data & augmentations", icon=":material/photo_library:", url_path="data"),
-    st.Page(PAGES_DIR / "train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/leaderboard:", url_path="compare"),
-    st.Page(PAGES_DIR / "embeddings.py", title="Embeddings", icon=":material/scatter_plot:",
-            url_path="embeddings"),
-]
+SESSION_SCRIPT = Path(__file__).resolve().parent / "navigation.py"
 
 
-def _start() -> None:
-    st.switch_page(pages[0])
+def _import_what_pages_need() -> None:
+    import dashboard.state  # noqa: F401 - imported for its side effect: byol_core, torch and the pages' helpers
 
 
-page = st.navigation([st.Page(_start, title="BYOL Lab", url_path="start", default=True, visibility="hidden"),
-                      *pages], position="sidebar")
-if page.url_path == "embeddings":
-    # UMAP's one-off numba compile (about a minute of CPU, in a thread that takes turns with page runs for the GIL)
-    # starts with the page that needs it: started with the server, it slowed every page of the server's first
-    # minutes (benchmarks/page_times.py). The Embeddings page shows PCA until UMAP is ready.
-    state.start_umap_warmup()
+@asynccontextmanager
+async def _lifespan(_app: object) -> AsyncIterator[None]:
+    """Start: the imports in the background. Exit (Ctrl-C, SIGTERM): every job stops with a checkpoint first."""
+    threading.Thread(target=_import_what_pages_need, name="byol-preload", daemon=True).start()
+    yield
+    state = sys.modules.get("dashboard.state")  # not imported yet: no page has run, so there is no job to stop
+    if state is not None:
+        await asyncio.to_thread(state.stop_all_jobs)
 
-with st.sidebar:
-    st.markdown("**BYOL Lab** learns image features without labels, then shows how much they help "
-                "when labels are scarce.")
-    st.caption("1. Data: pick images, tweak the two random views.  \n2. Train: BYOL and a supervised "
-               "baseline.  \n3. Compare: test accuracy side by side.  \n4. Embeddings: see the classes "
-               "separate.")
-    active = [j for j in state.get_manager().jobs() if j.active]
-    st.caption(f"Runs folder: `{state.runs_dir()}` · "
-               + (f"**{len(active)} job(s) running or queued**" if active else "no job running"))
 
-page.run()
+app = st.App(SESSION_SCRIPT, lifespan=_lifespan)

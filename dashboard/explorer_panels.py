@@ -43,6 +43,8 @@ THUMB_PX = 64
 DOWNLOAD_MAX_BYTES = 200 * 2**20  # bigger exports are only written to the runs folder (their path is shown)
 F_CLASSES, F_PREDICTED, F_CORRECT, F_NAME = "emb.f.classes", "emb.f.predicted", "emb.f.correct", "emb.f.name"
 EXPORTED_KEY = "emb.exported"  # paths written by the last export, offered for download
+TOOLS = ("Saved selections", "Confusion matrix", "Images like this one", "Export")
+TOOL = "emb.tool"  # which of TOOLS is open
 
 
 def _class_names(classes: Sequence[str]) -> list[str]:
@@ -237,13 +239,18 @@ def exports(store: RunStore, plot: panels.EncoderPlot) -> None:
 
 
 def tools(store: RunStore, plot: panels.EncoderPlot, shown: np.ndarray | None, reference: str | None) -> None:
-    """The explorer's tools for the first encoder's set, in tabs."""
-    save, cells, like, export = st.tabs(["Saved selections", "Confusion matrix", "Images like this one", "Export"])
-    with save, state.user_errors():
-        saved_selections(store, plot, shown)
-    with cells, state.user_errors():
-        confusion_cells(plot)
-    with like:
-        similar_images(store, plot, reference)
-    with export:
-        exports(store, plot)
+    """The explorer's tools for the first encoder's set, in tabs; only the open one is drawn (a rerun of the page
+    then draws one tool's widgets and table, not four)."""
+    save, cells, like, export = st.tabs(TOOLS, key=TOOL, on_change="rerun")
+    if save.open:
+        with save, state.user_errors():
+            saved_selections(store, plot, shown)
+    if cells.open:
+        with cells, state.user_errors():
+            confusion_cells(plot)
+    if like.open:
+        with like:
+            similar_images(store, plot, reference)
+    if export.open:
+        with export:
+            exports(store, plot)

@@ -72,13 +72,27 @@ def _release_manager(manager: JobManager) -> None:
     manager.shutdown(timeout=30.0)
 
 
+_MANAGERS: list[JobManager] = []  # every manager this process made: stop_all_jobs stops their jobs
+
+
 @st.cache_resource(show_spinner=False, on_release=_release_manager)
 def _manager(root: str, max_concurrent: int, threads: int | None) -> JobManager:
     manager = JobManager(RunStore(root), max_concurrent=max_concurrent, worker_threads=threads)
     # On a clean exit (Ctrl-C, SIGTERM) jobs save a checkpoint and end as 'stopped', ready to resume;
     # after a hard kill their runs read 'interrupted', which the Train page can resume as well.
-    atexit.register(manager.shutdown, 20.0)
+    atexit.register(manager.shutdown, SHUTDOWN_WAIT_S)
+    _MANAGERS.append(manager)
     return manager
+
+
+SHUTDOWN_WAIT_S = 20.0  # how long a clean exit waits for a job to save its checkpoint before killing its worker
+
+
+def stop_all_jobs() -> None:
+    """Stop every job of this process, each saving a checkpoint and ending 'stopped' (the server's exit: the
+    server re-raises the signal after its own shutdown, and a process ended by a signal runs no atexit hook)."""
+    for manager in _MANAGERS:
+        manager.shutdown(SHUTDOWN_WAIT_S)
 
 
 def get_manager() -> JobManager:

@@ -26,6 +26,14 @@ FRACTION_CHOICES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 MAX_SEEDS = 5
 STUDIES = (SWEEP, ABLATION)
 KEY = "compare.new_study"  # prefix of the form's widget keys
+TITLE = "Label efficiency and the colour ablation"
+# The Compare page's open tab. A study started from the form opens this section's tab, so its results are where the
+# person looks once the first groups exist (before them the page has no tabs).
+COMPARE_SECTION = "compare.section"
+
+
+def _open_studies_tab() -> None:
+    st.session_state[COMPARE_SECTION] = TITLE  # a callback: it runs before the tabs are drawn
 
 
 def _percent(value: float) -> str:
@@ -81,7 +89,7 @@ def study_form(manager: JobManager) -> None:
         blocked = train_form.show_guards(spec)  # on the data the study will train and score on
         duplicate = spec is not None and manager.find_active(spec) is not None
         if st.button("Start", type="primary", icon=":material/play_arrow:", key=f"{KEY}.start",
-                     disabled=spec is None or duplicate or blocked,
+                     disabled=spec is None or duplicate or blocked, on_click=_open_studies_tab,
                      help="This exact study is already running." if duplicate else None) and spec is not None:
             with state.user_errors("Could not start: "):
                 job = manager.submit(spec)
@@ -188,7 +196,7 @@ def table_row(row: dict) -> dict:
 
 def study_section(manager: JobManager, summaries: Sequence[RunSummary]) -> None:
     """The whole section: the form, running studies' progress, and the chosen study's results."""
-    st.subheader("Label efficiency and the colour ablation")
+    st.subheader(TITLE)
     study_form(manager)
     active = _active_studies(manager)
     if active:

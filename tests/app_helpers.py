@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from byol_core.lab.run_store import Run, RunStore
 
-APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "navigation.py"  # the script each session runs
 PAGES = ("views/data.py", "views/train.py", "views/compare.py", "views/embeddings.py")
 TIMEOUT = 120
 

@@ -18,6 +18,7 @@ from dashboard import images, preview, state, upload_panel
 DOWNLOADABLE = ("fashion-mnist", "cifar10", "stl10")
 PREVIEW_COUNT = 8
 DISPLAY_PX = 96
+CODE_OPEN = "data.copy_open"  # the expander with the config and the Python snippet: open or not
 
 st.title("Data & augmentations")
 st.markdown(
@@ -190,9 +191,14 @@ with right:
                  f"{', '.join(map(str, sample.indices))}{names}); views drawn at {aug_cfg.image_size} px, "
                  f"shown at {DISPLAY_PX} px; drawn in {elapsed:.0f} ms.")
     st.page_link("views/train.py", label="Train with these settings", icon=":material/arrow_forward:")
-    tab_json, tab_python = st.tabs(["Config (JSON)", "The same pipeline in Python"])
-    with tab_json:
-        st.code(to_json(aug_cfg), language="json", height=320)
-    with tab_python:
-        if sample is not None:
-            st.code(ac.python_snippet(aug_cfg, data_cfg, sample.indices, int(seed)), language="python")
+    # Drawn only while open: highlighting the two code blocks was a third of the page's drawing after each rerun.
+    copy = st.expander("Copy these views: the config (JSON) and the same pipeline in Python", key=CODE_OPEN,
+                       on_change="rerun", icon=":material/content_copy:")
+    if copy.open:
+        with copy:
+            tab_json, tab_python = st.tabs(["Config (JSON)", "The same pipeline in Python"])
+            with tab_json:
+                st.code(to_json(aug_cfg), language="json", height=320)
+            with tab_python:
+                if sample is not None:
+                    st.code(ac.python_snippet(aug_cfg, data_cfg, sample.indices, int(seed)), language="python")

@@ -47,4 +47,8 @@ def test_train_and_compare_show_a_damaged_run_and_everything_else(runs_dir, wher
 
     _page(at, "views/compare.py")
     assert list(at.dataframe[0].value["run_id"]) == [good.id]  # the damaged run is no result to compare
-    assert at.get("download_button") and any(s.value == "Accuracy per epoch" for s in at.subheader)
+    assert at.get("download_button") and [t.label for t in at.tabs][1] == "Accuracy per epoch"
+    at.session_state["compare.section"] = "Accuracy per epoch"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.value.startswith("**Pretraining") for m in at.markdown) and not at.get("download_button")

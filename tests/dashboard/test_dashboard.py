@@ -59,6 +59,8 @@ def test_augmentation_controls_are_generated_from_the_schema(runs_dir):
 
 def test_changing_a_control_changes_the_previewed_config(runs_dir):
     at = _page(_app(), "views/data.py")
+    assert not at.code  # the config and the snippet are drawn only once their expander is open
+    at.session_state["data.copy_open"] = True
     at.slider(key="aug.view2.solarize_p").set_value(0.7).run()
     assert not at.exception
     cfg: AugmentConfig = at.session_state["data_choice"].augment

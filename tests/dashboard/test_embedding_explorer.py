@@ -151,10 +151,16 @@ def test_the_page_shows_one_accuracy_filters_and_saves_a_selection(runs_dir):
     assert not at.exception and not _errors(at), _errors(at)
     assert any(h.value == f"Selection: {len(ones)} test images" for h in at.subheader)
 
-    # Images like one point: its nearest neighbours in the full feature space; exports read back.
+    # Images like one point: its nearest neighbours in the full feature space; exports read back. Only the open tool
+    # is drawn: the others' widgets are not on the page.
+    assert not any(b.key == "emb.export.parquet" for b in at.button)
+    at.session_state["emb.tool"] = "Images like this one"
+    at.run()
     at.number_input(key=f"emb.like.row.{n}.None").set_value(0).run()
     assert not at.exception and not _errors(at), _errors(at)
     assert any("most similar images" in m.value for m in at.markdown)
+    at.session_state["emb.tool"] = "Export"
+    at.run()
     at.button(key="emb.export.parquet").click().run()
     assert not at.exception and not _errors(at), _errors(at)
     written = list((runs_dir / "_exports").rglob("embeddings.parquet"))
@@ -165,6 +171,8 @@ def test_the_page_shows_one_accuracy_filters_and_saves_a_selection(runs_dir):
     assert not at.exception and len(list((runs_dir / "_exports").rglob("*.tsv"))) == 2
 
     # A confusion cell (when the tiny run confuses any) filters the plots to its images.
+    at.session_state["emb.tool"] = "Confusion matrix"
+    at.run()
     if any(s.key == "emb.cell" for s in at.selectbox):
         at.button(key="emb.cell.filter").click().run()
         assert not at.exception and not _errors(at)

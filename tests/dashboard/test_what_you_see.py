@@ -32,6 +32,8 @@ def _shown_numbers(at: AppTest) -> list[int]:
 
 
 def _assert_snippet_rebuilds_the_preview(at: AppTest) -> None:
+    at.session_state["data.copy_open"] = True  # open the expander that holds the config and the snippet
+    at.run()
     namespace: dict = {}
     exec(at.code[1].value, namespace)  # noqa: S102 - our own generated snippet, run as a person would
     data_cfg, aug_cfg = at.session_state["data_choice"].data, at.session_state["data_choice"].augment
