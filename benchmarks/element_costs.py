@@ -12,20 +12,25 @@ it is what decides how fast a page can answer, and why the dashboard draws only 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.page_times import CHROMIUM, CHROMIUM_ARGS, INIT_SCRIPT, LAST_SPLIT, VIEWPORT, goto, reload
+from benchmarks.page_times import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    INIT_SCRIPT,
+    LAST_SPLIT,
+    VIEWPORT,
+    goto,
+    reload,
+    write_result,
+)
 from benchmarks.serve import free_port, stop_server, wait_healthy
 
 HEAD = 'import streamlit as st\nst.set_page_config(layout="wide")\nst.title("Probe")\nst.write("One line.")\n'
@@ -95,14 +100,9 @@ def main() -> None:
     print(f"{'page':30} {'reload (median)':>16} {'over the floor':>15}")
     for name, value in medians.items():
         print(f"{name:30} {value:15.2f}s {value - floor:+14.2f}s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} shared cores, load average at the end "
-                   f"{os.getloadavg()[0]:.2f}",
-        "settings": {"reloads": args.reloads, "rounds": args.rounds, "viewport": VIEWPORT},
-        "median_reload_s": medians, "over_floor_s": {k: v - floor for k, v in medians.items()},
-        "samples": samples}, indent=2) + "\n")
+    write_result(args.out, {"settings": {"reloads": args.reloads, "rounds": args.rounds, "viewport": VIEWPORT},
+                            "median_reload_s": medians,
+                            "over_floor_s": {k: v - floor for k, v in medians.items()}, "samples": samples})
     print(f"wrote {args.out}")
 
 

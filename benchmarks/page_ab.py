@@ -12,15 +12,12 @@ like. Timing is ``page_times.reload`` (until the script run has ended and the pa
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +35,7 @@ from benchmarks.page_times import (
     goto,
     prepare_runs,
     reload,
+    write_result,
 )
 from benchmarks.serve import free_port, stop_server, wait_healthy
 
@@ -102,14 +100,9 @@ def main() -> None:
     print("| page | before | now | now / before |\n|---|---|---|---|")
     for name, m in medians.items():
         print(f"| {name} | {m['before']:.2f} s | {m['now']:.2f} s | {m['now'] / m['before']:.2f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} shared cores, load average at the end "
-                   f"{os.getloadavg()[0]:.2f}",
-        "before": {"root": str(roots["before"]), **git_commit(roots["before"])},
-        "now": {"root": str(roots["now"]), **git_commit(roots["now"])},
-        "reloads": args.reloads, "median_reload_s": medians, "samples": samples}, indent=2) + "\n")
+    write_result(args.out, {"before": {"root": str(roots["before"]), **git_commit(roots["before"])},
+                            "now": {"root": str(roots["now"]), **git_commit(roots["now"])},
+                            "reloads": args.reloads, "median_reload_s": medians, "samples": samples})
     print(f"wrote {args.out}")
 
 

@@ -453,6 +453,16 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """``result`` as JSON at ``path``, after when it was taken and the machine it ran on (with its load at the end:
+    the machine is shared)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    facts = {"when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+             "machine": f"{platform.machine()}, {os.cpu_count()} shared cores (other jobs running), "
+                        f"load average at the end {os.getloadavg()[0]:.2f}"}
+    path.write_text(json.dumps({**facts, **result}, indent=2) + "\n")
+
+
 def git_commit(root: Path) -> dict[str, Any]:
     def git(*a: str) -> str:
         out = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=False)
@@ -491,15 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     revision = git_commit(args.app_root)
     if args.commit:
         revision["commit"] = args.commit
-    out = {"label": args.label, "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-           "machine": f"{platform.machine()}, {os.cpu_count()} shared cores (other jobs running), "
-                      f"load average at the end {os.getloadavg()[0]:.2f}",
-           "app_root": str(args.app_root), **revision, "targets": TARGETS,
-           "settings": {"repeats": args.repeats, "switches": args.switches, "job_preset": args.job_preset,
-                        "job_epochs": args.job_epochs, "worker_threads": 1, "quiet_ms": QUIET_MS},
-           "summary": summaries, "samples": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.out, {"label": args.label, "app_root": str(args.app_root), **revision, "targets": TARGETS,
+                            "settings": {"repeats": args.repeats, "switches": args.switches,
+                                         "job_preset": args.job_preset, "job_epochs": args.job_epochs,
+                                         "worker_threads": 1, "quiet_ms": QUIET_MS},
+                            "summary": summaries, "samples": results})
     print(f"wrote {args.out}")
     return 0
 
