@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from benchmarks.page_times import (
     reload,
     write_result,
 )
-from benchmarks.serve import free_port, stop_server, wait_healthy
+from benchmarks.serve import start_streamlit, stop_server, wait_healthy
 
 HEAD = 'import streamlit as st\nst.set_page_config(layout="wide")\nst.title("Probe")\nst.write("One line.")\n'
 FIGURE = ('import plotly.graph_objects as go\n\n'
@@ -55,12 +54,7 @@ APPS = {
 
 
 def measure(browser, app: Path, reloads: int) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=app.parent, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url, proc = start_streamlit(app, app.parent)
     context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(INIT_SCRIPT)
     page = context.new_page()

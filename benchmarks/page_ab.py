@@ -37,18 +37,14 @@ from benchmarks.page_times import (
     reload,
     write_result,
 )
-from benchmarks.serve import free_port, stop_server, wait_healthy
+from benchmarks.serve import start_streamlit, stop_server, wait_healthy
 
 
 def _serve(root: Path, runs: Path, log: Path) -> tuple[str, subprocess.Popen]:
     env = {**os.environ, "BYOL_RUNS_DIR": str(runs), "BYOL_MAX_JOBS": "1", "BYOL_DEFAULT_PRESET": "tiny",
            "PYTHONPATH": str(root)}
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    return f"http://127.0.0.1:{port}", proc
+    with log.open("w") as out:  # the child keeps its own copy of the file
+        return start_streamlit("dashboard/app.py", root, env, out)
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.serve import free_port, settle, stop_server, wait_healthy
+from benchmarks.serve import settle, start_streamlit, stop_server, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -292,18 +292,13 @@ def measure_condition(args: argparse.Namespace, template: Path, condition: str) 
     result: dict[str, Any] = {"condition": condition}
     env = {**os.environ, "BYOL_RUNS_DIR": str(runs), "BYOL_MAX_JOBS": "1", "BYOL_DEFAULT_PRESET": "tiny",
            "BYOL_WORKER_THREADS": "1", "PYTHONPATH": str(args.app_root)}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with sync_playwright() as p, open(folder / "streamlit.log", "w") as server_log:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=VIEWPORT)
         context.add_init_script(INIT_SCRIPT)
         page = context.new_page()
         spawned = time.time()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=args.app_root, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+        url, proc = start_streamlit("dashboard/app.py", args.app_root, env, server_log)
         try:
             wait_healthy(url, proc)
             result["server_ready_s"] = time.time() - spawned
@@ -374,16 +369,11 @@ def measure_floor(browser, folder: Path, reloads: int) -> list[float]:
     same load: what a reload costs before any page of ours draws anything (the floor under the targets)."""
     app = folder / "floor_app.py"
     app.write_text(FLOOR_APP)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(INIT_SCRIPT)
     page = context.new_page()
     with open(folder / "floor.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port), "--server.address",
-             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        url, proc = start_streamlit(app, folder, log=log)
         try:
             wait_healthy(url, proc)
             goto(page, url, "Floor")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
+from typing import IO
 
 
 def free_port() -> int:
@@ -14,6 +17,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_streamlit(script: str | Path, cwd: str | Path, env: dict[str, str] | None = None,
+                    log: IO | int = subprocess.DEVNULL) -> tuple[str, subprocess.Popen]:
+    """``streamlit run script`` (from ``cwd``, with ``env``) on a free loopback port, its output to ``log``: (its
+    address, the process). Not yet answering: :func:`wait_healthy` waits for that."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return f"http://127.0.0.1:{port}", proc
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:

@@ -169,10 +169,10 @@ def _write(name: str, where: Path, decoded: Decoded, prints: list[list], report:
     atomic_write(where / f"images-{tag}.u8", write_images)
     labels = np.concatenate([part.labels for _name, part in parts]).astype(np.int64)
     atomic_write(where / f"labels-{tag}.npy", lambda fh: np.save(fh, labels))
-    starts = np.cumsum([0] + [len(part) for _name, part in parts])
+    starts = np.cumsum([0] + [len(part) for _name, part in parts])[:-1]  # each part's first row
     meta = {"version": VERSION, "name": name, "fingerprint": prints, "images": f"images-{tag}.u8",
             "labels": f"labels-{tag}.npy", "row_shape": list(row_shape), "classes": list(decoded.classes),
-            "parts": {part_name: [int(start), len(part)] for (part_name, part), start in zip(parts, starts, strict=False)}}
+            "parts": {part_name: [int(start), len(part)] for (part_name, part), start in zip(parts, starts, strict=True)}}
     atomic_write_json(where / "meta.json", meta)
     for old in [*where.glob("images-*.u8"), *where.glob("labels-*.npy")]:
         if tag not in old.name:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.serve import free_port, stop_server, wait_healthy
+from benchmarks.serve import start_streamlit, stop_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,14 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def dashboard(tmp_path: Path, preset: str = "tiny") -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run dashboard/app.py`` on a free port over a fresh runs folder (``tmp_path / "runs"``), jobs
     starting from ``preset``: (its address, the server process); stopped (SIGTERM) after the block."""
-    port = free_port()
     env = {**os.environ, "BYOL_RUNS_DIR": str(tmp_path / "runs"), "BYOL_MAX_JOBS": "1", "BYOL_DEFAULT_PRESET": preset}
     log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url, proc = start_streamlit("dashboard/app.py", ROOT, env, log)
     try:
         wait_healthy(url, proc)
         yield url, proc
