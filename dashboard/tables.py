@@ -9,14 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import streamlit as st
 
 from byol_core.lab.comparison import comparison_key
 from byol_core.lab.summary import RunSummary
-from byol_core.text import csv_cell
+from byol_core.text import csv_cell, markdown_text
 
 # New columns go after the first three, which readers of older exports rely on.
 CSV_COLUMNS = ("method", "accuracy", "metric", "name", "dataset", "label_fraction", "seed", "lr", "augmentation",
@@ -75,6 +75,27 @@ def runs_table(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
              "augmentation": s.augmentation, "epochs run": s.epochs_run, "steps": s.steps_run,
              **({"archived": s.archived} if any_archived else {}), "problem": s.damaged or s.error or ""}
             for s in summaries]
+
+
+RUNS_PERCENT = ("accuracy", "labels kept")  # the shares among runs_table's columns
+
+
+def table_cells(rows: Sequence[dict[str, Any]], percent: Collection[str] = ()) -> list[dict[str, str]]:
+    """``rows`` as ``st.table`` shows them. It reads every cell as Markdown, so text is escaped
+    (:func:`~byol_core.text.markdown_text`); the ``percent`` columns' shares read as percentages, other numbers
+    with four significant digits, a missing value as an empty cell."""
+    def cell(column: str, value: Any) -> str:
+        if value is None or value == "":
+            return ""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float | int) and column in percent:
+            return f"{100 * value:.1f}%"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return markdown_text(value)
+
+    return [{column: cell(column, value) for column, value in row.items()} for row in rows]
 
 
 NAME_CHAR_PX = 7  # a generous width of one character of the table's font (wide letters included)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,26 @@ def _page(at: AppTest, page: str) -> AppTest:
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def table_column(at: AppTest, column: str) -> list:
+    """A column of the first table on the page that has it, as a person reads it: a static table's cells
+    (``st.table`` reads them as Markdown) with their escapes removed, a data frame's values as they are."""
+    for table in at.table:
+        if column in table.value.columns:
+            return [re.sub(r"\\(.)", r"\1", str(v)) for v in table.value[column]]
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return list(frame.value[column])
+    raise AssertionError(f"no table on the page has a column {column!r}")
+
+
+def compare_runs(at: AppTest):
+    """The Compare page's table of every run behind its numbers, its expander opened as a person would."""
+    at.session_state["compare.runs_open"] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at.dataframe[0].value
 
 
 def _errors(at: AppTest) -> list[str]:

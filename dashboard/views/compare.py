@@ -18,6 +18,7 @@ from dashboard import charts, compare_panels, job_cards, run_list, state, tables
 from dashboard.study_panel import COMPARE_SECTION, TITLE, study_section  # start a sweep or ablation, its tables
 
 SECTIONS = ("Test accuracy", "Accuracy per epoch", TITLE)
+RUNS_OPEN = "compare.runs_open"  # the expander with every run of the group as a table
 
 manager = state.get_manager()
 store = manager.store
@@ -105,11 +106,18 @@ def _headline() -> None:
         st.warning(f"Cannot be told from guessing: {named}. Add test images (or labels) before comparing these.",
                    icon=":material/warning:")
     st.plotly_chart(charts.accuracy_bar(list(results.values())), key="compare.bar", config={"displayModeBar": False})
-    st.dataframe(
-        [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
-        column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-                       "label_fraction": st.column_config.NumberColumn("labels kept", format="percent")},
-    )
+    # Drawn only while open: a data frame cost each reload about 0.3 s of the browser's time (the cards and charts
+    # above carry the results; this is every run behind them). A fixed label: Streamlit closes an expander whose
+    # label changes, and a run that finishes would change a count in it.
+    every = st.expander("Every run behind these numbers, as in the CSV", key=RUNS_OPEN, on_change="rerun",
+                        icon=":material/table_rows:")
+    if every.open:
+        with every:
+            st.dataframe(
+                [{k: r[k] for k in tables.CSV_COLUMNS} for r in shown], hide_index=True, key="compare.table",
+                column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+                               "label_fraction": st.column_config.NumberColumn("labels kept", format="percent")},
+            )
     st.download_button("Download CSV", tables.rows_to_csv(shown), file_name=f"byol-compare-{dataset}-{group.key}.csv",
                        mime="text/csv", icon=":material/download:", key="compare.csv")
 

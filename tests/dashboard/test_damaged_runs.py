@@ -7,7 +7,7 @@ import json
 import pytest
 
 from byol_core.lab.run_store import RunStore
-from tests.app_helpers import _app, _page
+from tests.app_helpers import _app, _page, compare_runs, table_column
 from tests.lab.test_provenance import _finished
 from tests.lab.test_summary import _poison
 
@@ -33,10 +33,10 @@ def test_train_and_compare_show_a_damaged_run_and_everything_else(runs_dir, wher
         fh.write('{"kind": "epoch", "stage": "byol", "epoch": "two", "step": 1e20, "val_knn_accuracy": NaN}\n')
 
     at = _page(_app(), "views/train.py")
-    table = at.dataframe[0].value
-    states = dict(zip(table["run"], table["state"], strict=True))
+    runs = table_column(at, "run")
+    states = dict(zip(runs, table_column(at, "state"), strict=True))
     assert states == {good.id: "finished", bad.id: "damaged"}
-    problem = dict(zip(table["run"], table["problem"], strict=True))[bad.id]
+    problem = dict(zip(runs, table_column(at, "problem"), strict=True))[bad.id]
     assert field in problem, problem
     assert at.selectbox(key="train.show_run") is not None  # the widgets below the table are drawn
     at.selectbox(key="train.show_run").set_value(bad.id).run()
@@ -46,7 +46,7 @@ def test_train_and_compare_show_a_damaged_run_and_everything_else(runs_dir, wher
     assert not at.exception, [e.value for e in at.exception]
 
     _page(at, "views/compare.py")
-    assert list(at.dataframe[0].value["run_id"]) == [good.id]  # the damaged run is no result to compare
+    assert list(compare_runs(at)["run_id"]) == [good.id]  # the damaged run is no result to compare
     assert at.get("download_button") and [t.label for t in at.tabs][1] == "Accuracy per epoch"
     at.session_state["compare.section"] = "Accuracy per epoch"
     at.run()

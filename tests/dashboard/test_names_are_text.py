@@ -11,7 +11,7 @@ from byol_core.lab.annotations import annotate
 from byol_core.lab.plans import plan
 from byol_core.lab.run_store import RunStore
 from byol_core.lab.summary import list_summaries
-from tests.app_helpers import _app, _errors, _page, _tiny_cfg
+from tests.app_helpers import _app, _errors, _page, _tiny_cfg, compare_runs, table_column
 
 NAME = "![x](http://example.com/x.png) <img src=x> :red[r] **b**"
 NOTE = "=HYPERLINK(\"http://example.com\",\"click\")"
@@ -44,7 +44,12 @@ def test_a_run_name_with_markup_is_shown_as_text_and_its_csv_cells_are_inert(run
     _page(at, "views/compare.py")
     assert not _errors(at), _errors(at)
     assert not [t for t in _shown(at) if LIVE.search(t)]
-    assert NAME in list(at.dataframe[0].value["name"])  # a table cell is plain text already: shown as written
+    assert NAME in list(compare_runs(at)["name"])  # a data frame's cell is plain text already: shown as written
+
+    _page(at, "views/train.py")  # its list of runs is a static table, whose cells are Markdown: escaped there
+    [cell] = list(at.table[0].value["name"])
+    assert not LIVE.search(cell), cell
+    assert table_column(at, "name") == [NAME]  # and it reads as written
 
     rows = tables.compare_rows(list_summaries(store))
     [row] = list(csv.DictReader(io.StringIO(tables.rows_to_csv(rows))))

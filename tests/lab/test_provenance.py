@@ -16,7 +16,7 @@ from byol_core.lab.run_store import Run, RunBusyError, RunStore
 from byol_core.lab.summary import augmentation_summary, list_summaries, summarize_run
 from byol_core.presets import get_preset
 from dashboard import tables
-from tests.app_helpers import _app, _errors, _page
+from tests.app_helpers import _app, _errors, _page, compare_runs, table_column
 
 
 def _finished(store: RunStore, cfg: ExperimentConfig | None = None, stage: str = "byol",
@@ -135,11 +135,6 @@ def _panel(runs_dir, run_id: str):
     return at
 
 
-def _table(at, column: str) -> list:
-    frame = next(d.value for d in at.dataframe if column in d.value.columns)
-    return list(frame[column])
-
-
 def test_the_run_panel_saves_a_name_and_note_and_diffs_two_runs(runs_dir):
     store = RunStore(runs_dir)
     a = _finished(store)
@@ -151,13 +146,13 @@ def test_the_run_panel_saves_a_name_and_note_and_diffs_two_runs(runs_dir):
     at.button(key=f"details.save.{a.id}").click().run()
     assert not at.exception and not _errors(at), _errors(at)
     assert read_annotations(a).name == "digits baseline" and read_annotations(a).note == "seed 0, the tiny preset"
-    assert _table(at, "name")[_table(at, "run").index(a.id)] == "digits baseline"  # the list shows it at once
+    assert table_column(at, "name")[table_column(at, "run").index(a.id)] == "digits baseline"  # the list shows it at once
     assert at.text_input(key=f"details.name.{a.id}").value == "digits baseline"
 
     at.selectbox(key=f"details.diff.{a.id}").set_value(b.id).run()
     assert not at.exception
-    assert _table(at, "field") == ["seed"]
-    assert (_table(at, "this run"), _table(at, "other run")) == (["0"], ["5"])
+    assert table_column(at, "field") == ["seed"]
+    assert (table_column(at, "this run"), table_column(at, "other run")) == (["0"], ["5"])
 
 
 def test_deleting_from_the_panel_needs_confirmation_and_is_refused_while_training(runs_dir):
@@ -179,7 +174,7 @@ def test_deleting_from_the_panel_needs_confirmation_and_is_refused_while_trainin
     at.button(key=f"details.delete.{run.id}").click().run()
     assert not at.exception and not _errors(at), _errors(at)
     assert not run.path.exists() and [r.id for r in store.list()] == [keep.id]
-    assert _table(at, "run") == [keep.id]
+    assert table_column(at, "run") == [keep.id]
     assert at.selectbox(key="train.show_run").value is None
 
 
@@ -190,11 +185,12 @@ def test_archived_runs_leave_the_lists_but_stay_readable(runs_dir):
     at.button(key=f"details.archive.{run.id}").click().run()
     assert not at.exception and not _errors(at), _errors(at)
     assert read_annotations(run).archived
-    assert _table(at, "run") == [keep.id]  # hidden from the list...
+    assert table_column(at, "run") == [keep.id]  # hidden from the list...
     assert at.selectbox(key="train.show_run").value == run.id  # ...but the panel stays, to unarchive
     assert at.button(key=f"details.archive.{run.id}").label == "Unarchive"
     at.toggle(key="train.show_archived").set_value(True).run()
-    assert set(_table(at, "run")) == {keep.id, run.id} and _table(at, "archived").count(True) == 1
+    assert set(table_column(at, "run")) == {keep.id, run.id} and table_column(at, "archived").count("yes") == 1
 
     _page(at, "views/compare.py")
-    assert run.id not in _table(at, "run_id") and keep.id in _table(at, "run_id")
+    compared = list(compare_runs(at)["run_id"])
+    assert run.id not in compared and keep.id in compared
