@@ -147,6 +147,13 @@ def load_widgets(cfg: AugmentConfig) -> None:
         st.session_state[key] = value
 
 
+def forget_view(view: str) -> None:
+    """Drop ``view``'s control values, so that when next drawn its controls start from the Data page's choice,
+    which holds them meanwhile (:func:`init_widgets`)."""
+    for key in [k for k in st.session_state if str(k).startswith(_key(view, ""))]:
+        del st.session_state[key]
+
+
 def _switched(view: str, group: OpGroup) -> None:
     """Callback of an op's toggle: switching on an op whose probability is 0 gives it a usable one."""
     if group.prob_field is None or not st.session_state.get(toggle_key(view, group.op)):

@@ -115,9 +115,9 @@ CHART_HAS_POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')].so
 # Pixel position (page coordinates) of the first point of the first embedding plot's first trace.
 FIRST_POINT = """() => {
     const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
-        g => (g.data || []).some(t => t.type === 'scattergl'));
+        g => (g.data || []).some(t => t.customdata && t.type.startsWith('scatter')));
     if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) return null;
-    const t = (gd._fullData || []).find(t => t.type === 'scattergl' && t.x && t.x.length > 0);
+    const t = (gd._fullData || []).find(t => t.type.startsWith('scatter') && t.x && t.x.length > 0);
     if (!t) return null;
     const L = gd._fullLayout, box = gd.getBoundingClientRect();
     return {x: box.left + L._size.l + L.xaxis.l2p(t.x[0]), y: box.top + L._size.t + L.yaxis.l2p(t.y[0])};
@@ -209,6 +209,13 @@ def test_dashboard_in_chromium(server, tmp_path):
             assert page.get_by_text("Reset to BYOL paper defaults").count() == 1
             _no_error_boxes(page)
             _shot(page, "1-data.png")
+            # Only the open view's controls are drawn: View 2's come when its tab is opened, View 1's go.
+            assert page.get_by_text("View 2 is ").count() == 0
+            page.get_by_role("tab", name="View 2").click()
+            page.get_by_text("View 2 is ").first.wait_for(timeout=30_000)
+            settle(page)
+            assert page.get_by_text("View 1 is ").count() == 0
+            _no_error_boxes(page)
 
             # Train: a tiny BYOL run, then the loss chart fills in; then a supervised baseline.
             _goto(page, "Train")
@@ -216,6 +223,7 @@ def test_dashboard_in_chromium(server, tmp_path):
             page.wait_for_function(CHART_HAS_POINTS, timeout=600_000)
             page.get_by_text("Finished: kNN accuracy").first.wait_for(timeout=600_000)
             settle(page)
+            page.locator('[data-testid="stTable"]').first.wait_for(timeout=30_000)  # the list of runs
             page.get_by_text("Supervised from scratch (baseline)").click()
             settle(page)
             # Before Start: what the job changes from its preset, and why.

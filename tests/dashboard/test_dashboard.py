@@ -23,6 +23,8 @@ from tests.app_helpers import (
     _tiny_cfg,
     _wait_for,
     _wait_for_end,
+    compare_runs,
+    table_column,
 )
 
 
@@ -41,6 +43,10 @@ def test_every_page_renders_without_errors(runs_dir):
 def test_augmentation_controls_are_generated_from_the_schema(runs_dir):
     at = _page(_app(), "views/data.py")
     for view in ("view1", "view2"):
+        at.session_state["data.view"] = f"View {view[-1]}"  # only the open view's controls are drawn
+        at.run()
+        other = "view2" if view == "view1" else "view1"
+        assert not [w for w in at.slider if w.key.startswith(f"aug.{other}.")]
         for op in ("crop", "flip", "jitter", "grayscale", "blur", "solarize"):
             assert at.toggle(key=f"aug.{view}.{op}.on") is not None
         for key in ("crop_scale", "crop_ratio", "flip_p", "jitter_p", "brightness", "contrast", "saturation", "hue",
@@ -48,6 +54,8 @@ def test_augmentation_controls_are_generated_from_the_schema(runs_dir):
             slider = at.slider(key=f"aug.{view}.{key}")
             assert slider.help, key  # the schema's help text
     assert at.slider(key="aug.view2.solarize_p").value == pytest.approx(0.2)
+    at.session_state["data.view"] = "View 1"
+    at.run()
     assert at.slider(key="aug.view1.crop_scale").value == pytest.approx((0.4, 1.0))  # digits-quick's views
     assert at.slider(key="aug.view1.flip_p").value == 0.0  # a mirrored digit is no digit
     assert at.toggle(key="aug.view1.solarize.on").value is False  # view 1 is never solarized
@@ -61,12 +69,23 @@ def test_changing_a_control_changes_the_previewed_config(runs_dir):
     at = _page(_app(), "views/data.py")
     assert not at.code  # the config and the snippet are drawn only once their expander is open
     at.session_state["data.copy_open"] = True
+    at.session_state["data.view"] = "View 2"
+    at.run()
     at.slider(key="aug.view2.solarize_p").set_value(0.7).run()
     assert not at.exception
     cfg: AugmentConfig = at.session_state["data_choice"].augment
     assert cfg.view2.solarize_p == pytest.approx(0.7)
     shown = json.loads(at.code[0].value)
     assert shown["view2"]["solarize_p"] == pytest.approx(0.7)
+
+    # View 1 opened: view 2's controls are no longer drawn, and its change stays in the choice and the config
+    # shown; opened again, they start from it.
+    at.session_state["data.view"] = "View 1"
+    at.run()
+    assert not [w for w in at.slider if w.key.startswith("aug.view2.")]
+    assert at.session_state["data_choice"].augment.view2.solarize_p == pytest.approx(0.7)
+    assert json.loads(at.code[0].value)["view2"]["solarize_p"] == pytest.approx(0.7)
+    assert "view2.solarize_p" in " ".join(c.value for c in at.caption)  # still counted among the changes
 
     # Switching an op off sets its probability to 0; on again restores a usable probability.
     at.toggle(key="aug.view1.blur.on").set_value(False).run()
@@ -86,7 +105,9 @@ def test_changing_a_control_changes_the_previewed_config(runs_dir):
     at.number_input(key="aug.image_size").set_value(24).run()
     at.button(key="aug.reset").click().run()
     assert at.session_state["data_choice"].augment == byol_paper_augment(24)
-    assert at.slider(key="aug.view2.solarize_p").value == pytest.approx(0.2)
+    at.session_state["data.view"] = "View 2"
+    at.run()
+    assert at.slider(key="aug.view2.solarize_p").value == pytest.approx(0.2)  # the reset reached the hidden view
 
     # The Train page trains on what the Data page chose.
     _page(at, "views/train.py")
@@ -100,8 +121,13 @@ def test_view_captions_follow_the_toggles_and_the_view_size(runs_dir):
         return " | ".join(c.value for c in at.caption)
 
     assert "View 1 is always blurred and never solarized." in captions()  # digits-quick's views
-    assert "View 2 is blurred 10% of the time and solarized 20% of the time." in captions()
     assert "At 16 px: sigma 0.10–2.00 px, kernel 13×13 px." in captions()
+    assert "View 2 is" not in captions()  # its tab is closed: nothing of it is drawn
+    at.session_state["data.view"] = "View 2"
+    at.run()
+    assert "View 2 is blurred 10% of the time and solarized 20% of the time." in captions()
+    at.session_state["data.view"] = "View 1"
+    at.run()
 
     at.toggle(key="aug.view1.solarize.on").set_value(True).run()
     assert "never solarized" not in captions()
@@ -109,6 +135,7 @@ def test_view_captions_follow_the_toggles_and_the_view_size(runs_dir):
     at.toggle(key="aug.view1.blur.on").set_value(False).run()
     assert "View 1 is never blurred and solarized 50% of the time." in captions()
 
+    at.session_state["data.view"] = "View 2"  # view 1 is no longer blurred: view 2's blur caption
     at.number_input(key="aug.image_size").set_value(160).run()
     assert "At 160 px: sigma 0.10–2.00 px, kernel 17×17 px." in captions()  # 10% of the side, made odd
 
@@ -160,7 +187,7 @@ def test_a_tiny_job_started_from_train_finishes_and_shows_up_everywhere(runs_dir
 
     _page(at, "views/compare.py")
     assert not _errors(at)
-    table = at.dataframe[0].value
+    table = compare_runs(at)
     assert run.id in list(table["run_id"])
     assert "BYOL kNN" in list(table["method"])
 
@@ -206,7 +233,7 @@ def test_past_runs_survive_a_restart_and_an_interrupted_run_can_be_resumed(runs_
     assert run.read_status()["state"] == "interrupted"
 
     at = _page(_app(), "views/train.py")
-    assert run.id in list(at.dataframe[0].value["run"])
+    assert run.id in table_column(at, "run")
     assert at.selectbox(key="train.resume_pick").value == run.id
     at.button(key="train.resume").click().run()
     assert not at.exception
@@ -233,8 +260,7 @@ def test_compare_runs_random_init_knn_when_missing_and_exports_csv(runs_dir):
     assert not at.exception
     store = RunStore(runs_dir)
     _wait_for(store, lambda s: s.get("kind") == "evaluate" and s.get("state") == "finished")
-    at.run()
-    table = at.dataframe[0].value
+    table = compare_runs(at)
     assert set(table["method"]) == {"BYOL kNN", "random-init kNN"}
     evaluated = next(r for r in store.list() if r.read_config()[1] == "evaluate")
     assert evaluated.read_config()[0].model == job.run.read_config()[0].model  # same network as the BYOL run
@@ -361,7 +387,7 @@ def test_compare_shows_one_group_and_its_declared_comparison_and_keeps_the_group
     assert at.metric[0].value.startswith("80.0%")
     assert any(t.startswith("2 seeds: too few to read this interval") for t in texts)
     assert any(t.startswith("Labelled subset: drawn per seed") for t in texts)
-    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in first}
+    assert set(compare_runs(at)["run_id"]) == {r.id for r in first}
 
     # A tiny sweep's runs arrive (the issue's repro): a bigger group with other settings at the same label share.
     small = tiny(**{"data.label_fraction": 0.05})
@@ -370,7 +396,7 @@ def test_compare_shows_one_group_and_its_declared_comparison_and_keeps_the_group
     at.run()
     assert not at.exception and not _errors(at), _errors(at)
     assert at.selectbox(key="compare.group").value == comparison_key(quick)  # the group shown stays
-    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in first}  # no run of the other group
+    assert set(compare_runs(at)["run_id"]) == {r.id for r in first}  # no run of the other group
     assert at.metric[0].value.startswith("80.0%") and len(at.metric) == 3
     texts = _compare_texts(at)
     assert any("vs digits · 5% labels · tiny (15 runs): " in t and "data.max_test_images none → 128" in t
@@ -381,7 +407,7 @@ def test_compare_shows_one_group_and_its_declared_comparison_and_keeps_the_group
 
     # Picking the other group shows its runs alone; a new session opens on the group with the most runs.
     at.selectbox(key="compare.group").set_value(comparison_key(small)).run()
-    assert set(at.dataframe[0].value["run_id"]) == {r.id for r in second}
+    assert set(compare_runs(at)["run_id"]) == {r.id for r in second}
     assert _page(_app(), "views/compare.py").selectbox(key="compare.group").value == comparison_key(small)
 
     # Another pair, declared before its numbers are shown; the rest judged with Holm.

@@ -58,7 +58,11 @@ def test_the_copied_snippet_rebuilds_the_images_and_views_the_preview_shows(runs
     # Changed settings: another seed, a view size, view 2 solarized more, view 1 never blurred.
     at.number_input(key="aug.seed").set_value(7).run()
     at.number_input(key="aug.image_size").set_value(20).run()
+    at.session_state["data.view"] = "View 2"
+    at.run()
     at.slider(key="aug.view2.solarize_p").set_value(0.7).run()
+    at.session_state["data.view"] = "View 1"
+    at.run()
     at.toggle(key="aug.view1.blur.on").set_value(False).run()
     assert not at.exception and not _errors(at), _errors(at)
     shown = at.session_state["data_choice"].augment
