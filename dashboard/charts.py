@@ -227,12 +227,25 @@ def accuracy_curves(curves: Sequence[tuple[str, str, list[float], list[float]]])
     return fig
 
 
+# Up to this many points an embedding scatter is SVG, beyond it WebGL. In a browser without a GPU, where WebGL is
+# emulated on the CPU, each WebGL plot costs a new canvas: two plots of 500 points drew in 0.65 s as SVG against
+# 0.80 s, and a filter answered in 0.35 s against 0.47 s. SVG draws each marker as an element of the page, and at
+# 2,000 points WebGL was the quicker (filter 0.47 s against 0.63 s). benchmarks/explorer_points.py; the JSON in
+# benchmarks/measured/explorer/points-*.json.
+SVG_MAX_POINTS = 1_000
+
+
+def scatter_trace(points: int) -> type[go.Scatter | go.Scattergl]:
+    """The plotly trace type for a scatter of ``points`` points: SVG while few (:data:`SVG_MAX_POINTS`)."""
+    return go.Scatter if points <= SVG_MAX_POINTS else go.Scattergl
+
+
 def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str],
                       selected: int | None = None, height: int = 460, *,
                       colour_by: Sequence[str] | np.ndarray | None = None, colours: dict[str, str] | None = None,
                       highlight: Sequence[int] | np.ndarray | None = None,
                       marked: Sequence[int] | np.ndarray | None = None, dragmode: str | None = None) -> go.Figure:
-    """WebGL scatter, one trace per class; each point's customdata is its row in the embedding set.
+    """A scatter (SVG or WebGL: :func:`scatter_trace`), one trace per class; each point's customdata is its row in the embedding set.
 
     ``colour_by``: a group name per point (e.g. "correct" / "incorrect") to colour by instead of the
     class, one trace per group; ``colours`` maps group names to colours and sets their legend order.
@@ -243,12 +256,13 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     fig = go.Figure()
     labels = np.asarray(labels)
     rows = np.arange(len(labels))
+    trace = scatter_trace(len(labels))
     names = np.array([classes[c] if 0 <= c < len(classes) else ("unlabelled" if c < 0 else str(c))
                       for c in labels.tolist()], dtype=object)
     if colour_by is None:
         for c in sorted({int(v) for v in labels}):
             mask = labels == c
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(trace(
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=names[mask][0], customdata=rows[mask],
                 marker={"size": 6, "color": PALETTE[c % len(PALETTE)] if c >= 0 else "#9ca3af", "opacity": 0.8},
                 hovertemplate=f"class {names[mask][0]}<br>point %{{customdata}}<extra></extra>",
@@ -261,7 +275,7 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         order = [g for g in colours if (groups == g).any()] + sorted({str(g) for g in groups} - set(colours))
         for i, group in enumerate(order):
             mask = groups == group
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(trace(
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=group, customdata=rows[mask],
                 text=names[mask], marker={"size": 6, "color": colours.get(group, PALETTE[i % len(PALETTE)]),
                                           "opacity": 0.8},
@@ -274,10 +288,10 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         chosen = np.asarray([] if picked is None else picked, dtype=np.int64).reshape(-1)
         chosen = chosen[(chosen >= 0) & (chosen < len(xy))]
         if len(chosen):
-            fig.add_trace(go.Scattergl(x=xy[chosen, 0], y=xy[chosen, 1], mode="markers", name=name,
+            fig.add_trace(trace(x=xy[chosen, 0], y=xy[chosen, 1], mode="markers", name=name,
                                        customdata=chosen, hoverinfo="skip", marker=marker))
     if selected is not None and 0 <= selected < len(xy):
-        fig.add_trace(go.Scattergl(x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
+        fig.add_trace(trace(x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
                                    customdata=[selected], hoverinfo="skip",
                                    marker={"size": 16, "color": "rgba(0,0,0,0)",
                                            "line": {"color": "#111827", "width": 3}}))

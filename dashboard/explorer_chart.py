@@ -79,6 +79,6 @@ def filtered_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str],
         return fig
     rest = _sample(rest, BACKGROUND_MAX)
     # No customdata: a lasso over grey points selects nothing (rows_from_event skips such points).
-    grey = go.Scattergl(x=xy[rest, 0], y=xy[rest, 1], mode="markers", name=FILTERED_OUT, hoverinfo="skip",
+    grey = charts.scatter_trace(len(rest))(x=xy[rest, 0], y=xy[rest, 1], mode="markers", name=FILTERED_OUT, hoverinfo="skip",
                         marker={"size": 4, "color": GREY})
     return go.Figure(data=[grey, *fig.data], layout=fig.layout)

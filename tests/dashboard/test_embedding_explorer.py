@@ -13,7 +13,7 @@ import pytest
 
 from byol_core.lab.run_store import RunStore
 from byol_core.lab.summary import list_summaries
-from dashboard import embedding_panels, embedding_words, explorer_chart, selection
+from dashboard import charts, embedding_panels, embedding_words, explorer_chart, selection
 from tests.app_helpers import _app, _errors, _page, _tiny_cfg
 
 
@@ -62,6 +62,21 @@ def test_the_filtered_scatter_keeps_rows_and_greys_the_rest():
     assert _rows(by_name["selected"]) == [4]
     full = explorer_chart.filtered_scatter(xy, labels, ["a", "b"], None)
     assert explorer_chart.FILTERED_OUT not in {t.name for t in full.data}
+
+
+def test_few_points_are_drawn_as_svg_and_many_as_webgl(monkeypatch):
+    monkeypatch.setattr(charts, "SVG_MAX_POINTS", 30)
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(size=(30, 2)), rng.normal(size=(31, 2))
+    assert {t.type for t in explorer_chart.filtered_scatter(few, np.arange(30) % 3, list("abc"), None,
+                                                            selected=2, highlight=[1, 4]).data} == {"scatter"}
+    assert {t.type for t in explorer_chart.filtered_scatter(many, np.arange(31) % 3, list("abc"), None,
+                                                            selected=2, highlight=[1, 4]).data} == {"scattergl"}
+    # A filter over many points: the few shown are SVG, the many greyed out WebGL (underneath, unselectable).
+    more = rng.normal(size=(70, 2))
+    fig = explorer_chart.filtered_scatter(more, np.arange(70) % 3, list("abc"), np.arange(5))
+    assert {t.name: t.type for t in fig.data}[explorer_chart.FILTERED_OUT] == "scattergl"  # 65 grey points
+    assert {t.type for t in fig.data if t.name != explorer_chart.FILTERED_OUT} == {"scatter"}
 
 
 def test_a_big_set_draws_a_sample_but_a_lasso_selects_every_point_inside(monkeypatch):
