@@ -52,9 +52,11 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="the other checkout (e.g. a git worktree)")
     parser.add_argument("--now", type=Path, default=ROOT, help="this checkout by default")
     parser.add_argument("--reloads", type=int, default=10, help="warm reloads of each page on each checkout")
+    parser.add_argument("--pages", default=",".join(PAGES), help="comma-separated, of " + ", ".join(PAGES))
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "measured" / "pages" / "page-ab.json")
     args = parser.parse_args()
+    pages = {name: PAGES[name] for name in args.pages.split(",")}
     from playwright.sync_api import sync_playwright
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ def main() -> None:
                 context = browser.new_context(viewport=VIEWPORT)
                 context.add_init_script(INIT_SCRIPT)
                 tabs[label] = context.new_page()
-            for name, (path, heading) in PAGES.items():
+            for name, (path, heading) in pages.items():
                 samples[name] = {label: {"reload_s": [], "until_run_ended_s": []} for label in servers}
                 for label, (url, _proc) in servers.items():
                     goto(tabs[label], url + path, heading)  # first visit: imports and caches, not measured
