@@ -106,8 +106,8 @@ def _headline() -> None:
         st.warning(f"Cannot be told from guessing: {named}. Add test images (or labels) before comparing these.",
                    icon=":material/warning:")
     st.plotly_chart(charts.accuracy_bar(list(results.values())), key="compare.bar", config={"displayModeBar": False})
-    # Drawn only while open: a data frame cost each reload about 0.3 s of the browser's time (the cards and charts
-    # above carry the results; this is every run behind them). A fixed label: Streamlit closes an expander whose
+    # Drawn only while open: without it a warm reload took 1.01 s instead of 1.24 s (benchmarks/page_ab.py). The
+    # cards and charts above carry the results; this is every run behind them. A fixed label: Streamlit closes an expander whose
     # label changes, and a run that finishes would change a count in it.
     every = st.expander("Every run behind these numbers, as in the CSV", key=RUNS_OPEN, on_change="rerun",
                         icon=":material/table_rows:")

@@ -144,8 +144,9 @@ with left:
     backend_row = schema["backend"]
     backend = c2.selectbox("Training backend", list(backend_row["choices"]), key="aug.backend",
                            help=backend_row["help"] + " The preview always uses Kornia, the reference.")
-    # Only the open view's controls are drawn (each view is 18 widgets, about 0.3 s of every reload's drawing); the
-    # other view keeps its values in the Data page's choice, and its controls start from there when opened.
+    # Only the open view's controls are drawn (19 widgets a view: a warm reload took 0.83 s instead of 0.97 s,
+    # benchmarks/page_ab.py); the other view keeps its values in the Data page's choice, and its controls start from
+    # there when opened.
     tabs = st.tabs([ac.VIEW_TITLES[v] for v in ac.VIEWS], key=VIEW_TAB, on_change="rerun")
     views = {}
     for tab, view in zip(tabs, ac.VIEWS, strict=True):

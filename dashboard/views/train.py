@@ -16,8 +16,8 @@ from dashboard import error_analysis, job_cards, run_details, run_list, state, t
 
 RECENT_JOBS_SHOWN = 4
 # The newest runs are a static table; all of them, sortable, are a data frame drawn only while its expander is open.
-# A data frame cost each reload of this page about 0.5 s of the browser's time on 2 cores (1.06 s against 0.55 s
-# with a static table; benchmarks/element_costs.py has the cost of each kind of element).
+# Without the data frame a warm reload of this page took 0.81 s instead of 1.10 s on 2 cores (benchmarks/page_ab.py;
+# benchmarks/element_costs.py has what each kind of element costs).
 RUNS_LISTED = 8
 ALL_RUNS_OPEN = "train.all_runs_open"
 
