@@ -3,8 +3,8 @@
 An ``st.App`` (Streamlit's ASGI app) that serves :mod:`dashboard.navigation`, the script each browser session runs.
 It exists for its hooks. As Streamlit loads this file, the modules every page imports (``byol_core``, and with it
 torch: about 2 s on 2 cores) start importing in a background thread, while the server starts and the browser loads
-Streamlit's JavaScript, instead of inside the first page's run. The server answers at once; a session that arrives before the
-imports end waits for them in its own ``import``. At exit, every job stops and saves its checkpoint: the server ends
+Streamlit's JavaScript, instead of inside the first page's run. The server answers at once; a session that arrives
+before the imports end waits for them in its own ``import``. At exit, every job stops and saves its checkpoint: the server ends
 by re-raising the signal it caught, and a process ended by a signal runs no ``atexit`` hook.
 """
 
