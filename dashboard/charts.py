@@ -245,7 +245,8 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
                       colour_by: Sequence[str] | np.ndarray | None = None, colours: dict[str, str] | None = None,
                       highlight: Sequence[int] | np.ndarray | None = None,
                       marked: Sequence[int] | np.ndarray | None = None, dragmode: str | None = None) -> go.Figure:
-    """A scatter (SVG or WebGL: :func:`scatter_trace`), one trace per class; each point's customdata is its row in the embedding set.
+    """A scatter (SVG or WebGL: :func:`scatter_trace`), one trace per class; each point's customdata is its row in
+    the embedding set.
 
     ``colour_by``: a group name per point (e.g. "correct" / "incorrect") to colour by instead of the
     class, one trace per group; ``colours`` maps group names to colours and sets their legend order.
@@ -289,12 +290,11 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         chosen = chosen[(chosen >= 0) & (chosen < len(xy))]
         if len(chosen):
             fig.add_trace(trace(x=xy[chosen, 0], y=xy[chosen, 1], mode="markers", name=name,
-                                       customdata=chosen, hoverinfo="skip", marker=marker))
+                                customdata=chosen, hoverinfo="skip", marker=marker))
     if selected is not None and 0 <= selected < len(xy):
         fig.add_trace(trace(x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", name="selected",
-                                   customdata=[selected], hoverinfo="skip",
-                                   marker={"size": 16, "color": "rgba(0,0,0,0)",
-                                           "line": {"color": "#111827", "width": 3}}))
+                            customdata=[selected], hoverinfo="skip",
+                            marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"color": "#111827", "width": 3}}))
     fig.update_layout(template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       xaxis={"showticklabels": False, "title": None}, yaxis={"showticklabels": False, "title": None},
                       legend={"itemsizing": "constant"}, clickmode="event+select")
